@@ -1,0 +1,61 @@
+/*
+ * libkeyward internals: never installed, never exported. Names carry a
+ * second prefix (kwi_) so they cannot be mistaken for the public API.
+ */
+#ifndef KEYWARD_INTERNAL_H
+#define KEYWARD_INTERNAL_H
+
+#include <keyward/keyward.h>
+
+#include <stdarg.h>
+
+#include "store/store.h"
+
+#define KWI_ERRMSG_MAX 256
+#define KWI_MAC_LEN 32
+
+struct kw_ctx {
+    kw_store *store;
+    kw_secret *pepper;    /* HMAC key of stored key hashes */
+    kw_secret *audit_key; /* HMAC key of the audit chain, derived from the pepper */
+    int64_t imported;     /* imported keys (found by hash lookup, not by id) */
+    char errmsg[KWI_ERRMSG_MAX];
+};
+
+/* Record a failure detail on ctx (printf-style; never pass key material). */
+void kwi_seterr(kw_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* HMAC-SHA-256(key, data). */
+void kwi_hmac(unsigned char out[static 32], const kw_secret *key, const void *data, size_t len);
+
+/* Milliseconds since the epoch (CLOCK_REALTIME). */
+int64_t kwi_now_ms(void);
+
+/* strdup that returns NULL on NULL; caps nothing. */
+char *kwi_strdup(const char *s);
+
+/* Copy at most cap-1 bytes and NUL-terminate. */
+void kwi_strlcpy(char *dst, const char *src, size_t cap);
+
+/* Append one audit record to the chain inside the caller's transaction.
+ * detail is a JSON object text or NULL. */
+kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
+                       const char *result, const char *detail);
+
+/* Validate params the way create and update do; message goes to ctx. */
+kw_rc kwi_params_check(kw_ctx *ctx, const kw_key_params *p, unsigned fields);
+
+/* Deep-copy the fields of p into record r (owner, name, scopes, meta...). */
+kw_rc kwi_record_set(kw_key_record *r, const kw_key_params *p, unsigned fields);
+
+/* Deep copy of a record. */
+kw_rc kwi_record_copy(kw_key_record *dst, const kw_key_record *src);
+
+/* Scopes joined by ' ' (malloc'd) and split back. */
+char *kwi_scopes_join(char *const *scopes, size_t n);
+kw_rc kwi_scopes_split(const char *s, char ***out, size_t *n);
+
+/* Format Unix seconds as RFC 3339 UTC ("2026-11-22T07:31:52Z"). */
+void kwi_time_format(char out[static 32], int64_t t);
+
+#endif

@@ -1,0 +1,138 @@
+/* The opaque key format: prefix rules, base62, CRC-32 check, generate, parse. */
+#include "internal.h"
+
+#include <sodium.h>
+#include <string.h>
+#include <zlib.h>
+
+static const char b62[] = KW_BASE62_ALPHABET;
+
+/* Value of a base62 digit, or -1. */
+static int b62_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 36;
+    return -1;
+}
+
+static int prefix_valid_n(const char *p, size_t n)
+{
+    if (n == 0 || n > KW_PREFIX_MAX)
+        return 0;
+    if (p[0] < 'a' || p[0] > 'z' || p[n - 1] == '_')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        if (!ok || (c == '_' && p[i + 1] == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+KW_API int kw_prefix_valid(const char *prefix)
+{
+    if (prefix == NULL)
+        return 0;
+    return prefix_valid_n(prefix, strnlen(prefix, KW_PREFIX_MAX + 1));
+}
+
+KW_API int kw_key_id_valid(const char *id)
+{
+    if (id == NULL || strnlen(id, KW_ID_LEN + 1) != KW_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < KW_ID_LEN; i++)
+        if (b62_value((unsigned char)id[i]) < 0)
+            return 0;
+    return 1;
+}
+
+KW_API void kw_key_check(char out[static KW_CHECK_LEN + 1], const char *data, size_t len)
+{
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)data, (uInt)len);
+
+    for (int i = KW_CHECK_LEN - 1; i >= 0; i--) {
+        out[i] = b62[crc % 62];
+        crc /= 62;
+    }
+    out[KW_CHECK_LEN] = '\0';
+}
+
+KW_API void kw_base62_random(char *out, size_t n)
+{
+    unsigned char pool[64];
+    size_t used = sizeof(pool);
+
+    /* 248 = 4 * 62: bytes >= 248 are rejected so every digit is uniform. */
+    while (n > 0) {
+        if (used == sizeof(pool)) {
+            randombytes_buf(pool, sizeof(pool));
+            used = 0;
+        }
+        unsigned char b = pool[used++];
+        if (b >= 248)
+            continue;
+        *out++ = b62[b % 62];
+        n--;
+    }
+    sodium_memzero(pool, sizeof(pool));
+}
+
+KW_API kw_rc kw_key_generate(kw_secret **key_out, char id_out[static KW_ID_LEN + 1],
+                             const char *prefix)
+{
+    kw_secret *key;
+    size_t plen;
+    char *k;
+    kw_rc rc;
+
+    if (prefix == NULL)
+        prefix = KW_DEFAULT_PREFIX;
+    if (!kw_prefix_valid(prefix))
+        return KW_ERR_INVALID;
+    plen = strlen(prefix);
+    rc = kw_secret_new(&key, plen + 1 + KW_BODY_LEN);
+    if (rc != KW_OK)
+        return rc;
+    k = (char *)kw_secret_data(key);
+    memcpy(k, prefix, plen);
+    k[plen] = '_';
+    kw_base62_random(k + plen + 1, KW_ID_LEN + KW_SECRET_LEN);
+    kw_key_check(k + plen + 1 + KW_ID_LEN + KW_SECRET_LEN, k, plen + 1 + KW_ID_LEN + KW_SECRET_LEN);
+    memcpy(id_out, k + plen + 1, KW_ID_LEN);
+    id_out[KW_ID_LEN] = '\0';
+    *key_out = key;
+    return KW_OK;
+}
+
+KW_API int kw_key_parse(kw_key_parts *out, const char *key, size_t len)
+{
+    char check[KW_CHECK_LEN + 1];
+    const char *body;
+    size_t plen;
+
+    if (key == NULL || len < KW_BODY_LEN + 2 || len > KW_KEY_MAX)
+        return 0;
+    body = key + len - KW_BODY_LEN;
+    if (body[-1] != '_')
+        return 0;
+    plen = len - KW_BODY_LEN - 1;
+    if (!prefix_valid_n(key, plen))
+        return 0;
+    for (size_t i = 0; i < KW_BODY_LEN; i++)
+        if (b62_value((unsigned char)body[i]) < 0)
+            return 0;
+    kw_key_check(check, key, len - KW_CHECK_LEN);
+    if (memcmp(check, body + KW_ID_LEN + KW_SECRET_LEN, KW_CHECK_LEN) != 0)
+        return 0;
+    out->prefix = key;
+    out->prefix_len = plen;
+    memcpy(out->id, body, KW_ID_LEN);
+    out->id[KW_ID_LEN] = '\0';
+    out->body = body;
+    return 1;
+}

@@ -1,0 +1,81 @@
+/* Scopes: "resource:action" segments, "*" and "prefix:*" grants. */
+#include "internal.h"
+
+#include <string.h>
+
+static int seg_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+/* Segments of seg_char joined by single ':' over s[0..n). */
+static int segments_valid(const char *s, size_t n)
+{
+    size_t seg = 0;
+
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ':') {
+            if (seg == 0)
+                return 0;
+            seg = 0;
+        } else if (seg_char((unsigned char)s[i])) {
+            seg++;
+        } else {
+            return 0;
+        }
+    }
+    return seg > 0;
+}
+
+KW_API int kw_scope_required_valid(const char *s)
+{
+    size_t n;
+
+    if (s == NULL)
+        return 0;
+    n = strnlen(s, KW_SCOPE_MAX_LEN + 1);
+    return n <= KW_SCOPE_MAX_LEN && segments_valid(s, n);
+}
+
+KW_API int kw_scope_grant_valid(const char *s)
+{
+    size_t n;
+
+    if (s == NULL)
+        return 0;
+    n = strnlen(s, KW_SCOPE_MAX_LEN + 1);
+    if (n > KW_SCOPE_MAX_LEN)
+        return 0;
+    if (n == 1 && s[0] == '*')
+        return 1;
+    if (n >= 3 && s[n - 1] == '*' && s[n - 2] == ':')
+        return segments_valid(s, n - 2);
+    return segments_valid(s, n);
+}
+
+KW_API int kw_scope_covers(const char *g, const char *r)
+{
+    size_t gn = strlen(g);
+
+    if (gn == 1 && g[0] == '*')
+        return 1;
+    if (gn >= 2 && g[gn - 1] == '*' && g[gn - 2] == ':')
+        /* "orders:*" covers every scope that starts with "orders:" */
+        return strncmp(g, r, gn - 1) == 0 && r[gn - 1] != '\0';
+    return strcmp(g, r) == 0;
+}
+
+KW_API int kw_scopes_cover(const char *const *granted, size_t ngranted, const char *const *required,
+                           size_t nreq)
+{
+    for (size_t i = 0; i < nreq; i++) {
+        int covered = 0;
+        for (size_t j = 0; j < ngranted && !covered; j++)
+            covered = kw_scope_covers(granted[j], required[i]);
+        if (!covered)
+            return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,739 @@
+/*
+ * The SQLite back end: WAL, prepared statements (prepared once per
+ * connection), schema migrations under PRAGMA user_version.
+ */
+#include "../internal.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Migration N brings the schema from version N-1 to N. Only ever append. */
+static const char *const migrations[] = {
+    NULL,
+    "CREATE TABLE kw_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE keys ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " prefix TEXT NOT NULL,"
+    " key_hash BLOB UNIQUE,"
+    " legacy_sha256 BLOB UNIQUE,"
+    " owner TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " scopes TEXT NOT NULL,"
+    " meta TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " not_before INTEGER NOT NULL DEFAULT 0,"
+    " expires_at INTEGER NOT NULL DEFAULT 0,"
+    " last_used_at INTEGER NOT NULL DEFAULT 0,"
+    " enabled INTEGER NOT NULL DEFAULT 1,"
+    " revoked_at INTEGER NOT NULL DEFAULT 0,"
+    " credits INTEGER,"
+    " credits_from TEXT,"
+    " rate_limit INTEGER NOT NULL DEFAULT 0,"
+    " rate_window_ms INTEGER NOT NULL DEFAULT 0,"
+    " rl_start_ms INTEGER NOT NULL DEFAULT 0,"
+    " rl_count INTEGER NOT NULL DEFAULT 0,"
+    " rl_prev INTEGER NOT NULL DEFAULT 0,"
+    " rotated_from TEXT,"
+    " rotated_to TEXT,"
+    " external_id TEXT UNIQUE,"
+    " CHECK (credits IS NULL OR credits >= 0));"
+    "CREATE INDEX keys_owner ON keys (owner, id);"
+    "CREATE TABLE audit ("
+    " seq INTEGER PRIMARY KEY NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " target TEXT NOT NULL,"
+    " client TEXT NOT NULL,"
+    " result TEXT NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " mac BLOB NOT NULL);",
+};
+
+#define KEY_COLS                                                                                   \
+    "id, prefix, key_hash, legacy_sha256, owner, name, scopes, meta, created_at, not_before, "     \
+    "expires_at, last_used_at, enabled, revoked_at, credits, credits_from, rate_limit, "           \
+    "rate_window_ms, rl_start_ms, rl_count, rl_prev, rotated_from, rotated_to, external_id"
+#define KEY_PARAMS                                                                                 \
+    "?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24"
+#define AUDIT_COLS "seq, at, actor, action, target, client, result, detail, mac"
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_META_GET,
+    ST_META_SET,
+    ST_KEY_INSERT,
+    ST_KEY_GET,
+    ST_KEY_HASH,
+    ST_KEY_LEGACY,
+    ST_KEY_EXTERNAL,
+    ST_KEY_PUT,
+    ST_KEY_LIST,
+    ST_KEY_SPEND,
+    ST_KEY_CREDITS,
+    ST_KEY_IMPORTED_COUNT,
+    ST_KEY_TOUCH,
+    ST_KEY_SET_HASH,
+    ST_AUDIT_APPEND,
+    ST_AUDIT_LIST,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_META_GET] = "SELECT value FROM kw_meta WHERE name = ?1",
+    [ST_META_SET] = "INSERT INTO kw_meta (name, value) VALUES (?1, ?2) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    [ST_KEY_INSERT] = "INSERT INTO keys (" KEY_COLS ") VALUES (" KEY_PARAMS ")",
+    [ST_KEY_GET] = "SELECT " KEY_COLS " FROM keys WHERE id = ?1",
+    [ST_KEY_HASH] = "SELECT " KEY_COLS " FROM keys WHERE key_hash = ?1",
+    [ST_KEY_LEGACY] = "SELECT " KEY_COLS " FROM keys WHERE legacy_sha256 = ?1",
+    [ST_KEY_EXTERNAL] = "SELECT " KEY_COLS " FROM keys WHERE external_id = ?1",
+    [ST_KEY_PUT] = "UPDATE keys SET (" KEY_COLS ") = (" KEY_PARAMS ") WHERE id = ?1",
+    [ST_KEY_LIST] = "SELECT " KEY_COLS " FROM keys WHERE (?1 IS NULL OR owner = ?1) "
+                    "AND (?2 IS NULL OR prefix = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
+    [ST_KEY_SPEND] = "UPDATE keys SET credits = credits - ?2 WHERE id = ?1 AND credits >= ?2 "
+                     "RETURNING credits",
+    [ST_KEY_CREDITS] = "SELECT credits FROM keys WHERE id = ?1",
+    [ST_KEY_IMPORTED_COUNT] = "SELECT count(*) FROM keys WHERE prefix = ''",
+    [ST_KEY_TOUCH] = "UPDATE keys SET last_used_at = max(last_used_at, ?2), rl_start_ms = ?3, "
+                     "rl_count = ?4, rl_prev = ?5 WHERE id = ?1",
+    [ST_KEY_SET_HASH] = "UPDATE keys SET key_hash = ?2, legacy_sha256 = NULL WHERE id = ?1",
+    [ST_AUDIT_APPEND] = "INSERT INTO audit (" AUDIT_COLS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    [ST_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 "
+                      "AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR target = ?3) "
+                      "ORDER BY seq LIMIT ?4",
+};
+
+typedef struct sqlite_store {
+    kw_store base;
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+} sqlite_store;
+
+static kw_rc map_err(sqlite_store *s, int rc)
+{
+    int primary = rc & 0xff;
+
+    snprintf(s->base.errmsg, sizeof(s->base.errmsg), "sqlite: %s",
+             s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    switch (primary) {
+    case SQLITE_READONLY: return KW_ERR_READONLY;
+    case SQLITE_NOMEM: return KW_ERR_NOMEM;
+    case SQLITE_CONSTRAINT: return KW_ERR_CONFLICT;
+    case SQLITE_NOTADB: return KW_ERR_NO_DATABASE;
+    default: return KW_ERR_STORAGE;
+    }
+}
+
+/* Run a prepared statement that returns no rows. */
+static kw_rc exec_stmt(sqlite_store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? KW_OK : map_err(s, rc);
+}
+
+static void sq_close(kw_store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+
+    if (s == NULL)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static kw_rc sq_begin(kw_store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    return exec_stmt(s, s->st[ST_BEGIN]);
+}
+
+static kw_rc sq_commit(kw_store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    kw_rc rc = exec_stmt(s, s->st[ST_COMMIT]);
+
+    if (rc != KW_OK && !sqlite3_get_autocommit(s->db))
+        exec_stmt(s, s->st[ST_ROLLBACK]);
+    return rc;
+}
+
+static void sq_rollback(kw_store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+
+    if (!sqlite3_get_autocommit(s->db))
+        (void)exec_stmt(s, s->st[ST_ROLLBACK]);
+}
+
+static kw_rc sq_meta_get(kw_store *base, const char *name, unsigned char *buf, size_t cap,
+                         size_t *len)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_META_GET];
+    kw_rc ret = KW_ERR_NOT_FOUND;
+    int rc;
+
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        if (n > cap) {
+            snprintf(base->errmsg, sizeof(base->errmsg), "meta value %s too large", name);
+            ret = KW_ERR_STORAGE;
+        } else {
+            if (n > 0)
+                memcpy(buf, sqlite3_column_blob(st, 0), n);
+            *len = n;
+            ret = KW_OK;
+        }
+    } else if (rc != SQLITE_DONE) {
+        ret = map_err(s, rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+static kw_rc sq_meta_set(kw_store *base, const char *name, const void *val, size_t len)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_META_SET];
+
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, val, (int)len, SQLITE_STATIC);
+    return exec_stmt(s, st);
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v == NULL || v[0] == '\0')
+        sqlite3_bind_null(st, i);
+    else
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* Bind every column of a row as ?1..?24; strings bound must outlive the step. */
+static void bind_row(sqlite3_stmt *st, const kw_key_row *row, const char *scopes)
+{
+    const kw_key_record *r = &row->rec;
+
+    sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->prefix, -1, SQLITE_STATIC);
+    if (row->has_hash)
+        sqlite3_bind_blob(st, 3, row->hash, 32, SQLITE_STATIC);
+    if (row->has_legacy)
+        sqlite3_bind_blob(st, 4, row->legacy_sha256, 32, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, r->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, r->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, scopes, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, r->meta, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, r->created_at);
+    sqlite3_bind_int64(st, 10, r->not_before);
+    sqlite3_bind_int64(st, 11, r->expires_at);
+    sqlite3_bind_int64(st, 12, r->last_used_at);
+    sqlite3_bind_int(st, 13, r->enabled ? 1 : 0);
+    sqlite3_bind_int64(st, 14, r->revoked_at);
+    if (r->credits != KW_CREDITS_UNLIMITED)
+        sqlite3_bind_int64(st, 15, r->credits);
+    bind_text_or_null(st, 16, row->credits_from);
+    sqlite3_bind_int64(st, 17, r->rate_limit);
+    sqlite3_bind_int64(st, 18, r->rate_window_ms);
+    sqlite3_bind_int64(st, 19, row->rl_start_ms);
+    sqlite3_bind_int64(st, 20, row->rl_count);
+    sqlite3_bind_int64(st, 21, row->rl_prev);
+    bind_text_or_null(st, 22, r->rotated_from);
+    bind_text_or_null(st, 23, r->rotated_to);
+    bind_text_or_null(st, 24, r->external_id);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t == NULL ? "" : (const char *)t;
+}
+
+static void col_copy(char *dst, size_t cap, sqlite3_stmt *st, int i)
+{
+    kwi_strlcpy(dst, col_text(st, i), cap);
+}
+
+static void col_blob32(unsigned char out[32], int *has, sqlite3_stmt *st, int i)
+{
+    *has = sqlite3_column_type(st, i) == SQLITE_BLOB && sqlite3_column_bytes(st, i) == 32;
+    if (*has)
+        memcpy(out, sqlite3_column_blob(st, i), 32);
+}
+
+/* Read the current row of a KEY_COLS statement. */
+static kw_rc read_row(sqlite3_stmt *st, kw_key_row *row)
+{
+    kw_key_record *r = &row->rec;
+
+    memset(row, 0, sizeof(*row));
+    col_copy(r->id, sizeof(r->id), st, 0);
+    col_copy(r->prefix, sizeof(r->prefix), st, 1);
+    col_blob32(row->hash, &row->has_hash, st, 2);
+    col_blob32(row->legacy_sha256, &row->has_legacy, st, 3);
+    r->owner = strdup(col_text(st, 4));
+    r->name = strdup(col_text(st, 5));
+    r->meta = strdup(col_text(st, 7));
+    if (r->owner == NULL || r->name == NULL || r->meta == NULL ||
+        kwi_scopes_split(col_text(st, 6), &r->scopes, &r->nscopes) != KW_OK)
+        goto oom;
+    r->created_at = sqlite3_column_int64(st, 8);
+    r->not_before = sqlite3_column_int64(st, 9);
+    r->expires_at = sqlite3_column_int64(st, 10);
+    r->last_used_at = sqlite3_column_int64(st, 11);
+    r->enabled = sqlite3_column_int(st, 12) != 0;
+    r->revoked_at = sqlite3_column_int64(st, 13);
+    r->credits = sqlite3_column_type(st, 14) == SQLITE_NULL ? KW_CREDITS_UNLIMITED
+                                                            : sqlite3_column_int64(st, 14);
+    col_copy(row->credits_from, sizeof(row->credits_from), st, 15);
+    r->rate_limit = (uint32_t)sqlite3_column_int64(st, 16);
+    r->rate_window_ms = (uint32_t)sqlite3_column_int64(st, 17);
+    row->rl_start_ms = sqlite3_column_int64(st, 18);
+    row->rl_count = sqlite3_column_int64(st, 19);
+    row->rl_prev = sqlite3_column_int64(st, 20);
+    col_copy(r->rotated_from, sizeof(r->rotated_from), st, 21);
+    col_copy(r->rotated_to, sizeof(r->rotated_to), st, 22);
+    if (sqlite3_column_type(st, 23) != SQLITE_NULL) {
+        r->external_id = strdup(col_text(st, 23));
+        if (r->external_id == NULL)
+            goto oom;
+    }
+    r->legacy = row->has_legacy;
+    return KW_OK;
+oom:
+    kwi_key_row_clear(row);
+    return KW_ERR_NOMEM;
+}
+
+static kw_rc write_row(sqlite_store *s, sqlite3_stmt *st, const kw_key_row *row, int must_change)
+{
+    char *scopes = kwi_scopes_join(row->rec.scopes, row->rec.nscopes);
+    kw_rc rc;
+
+    if (scopes == NULL)
+        return KW_ERR_NOMEM;
+    bind_row(st, row, scopes);
+    rc = exec_stmt(s, st);
+    free(scopes);
+    if (rc == KW_OK && must_change && sqlite3_changes(s->db) == 0) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg), "no key %s", row->rec.id);
+        rc = KW_ERR_NOT_FOUND;
+    }
+    return rc;
+}
+
+static kw_rc sq_key_insert(kw_store *base, const kw_key_row *row)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    return write_row(s, s->st[ST_KEY_INSERT], row, 0);
+}
+
+static kw_rc sq_key_put(kw_store *base, const kw_key_row *row)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    return write_row(s, s->st[ST_KEY_PUT], row, 1);
+}
+
+/* Step a statement expected to give at most one KEY_COLS row. */
+static kw_rc fetch_one(sqlite_store *s, sqlite3_stmt *st, kw_key_row *out)
+{
+    int rc = sqlite3_step(st);
+    kw_rc ret;
+
+    if (rc == SQLITE_ROW)
+        ret = read_row(st, out);
+    else if (rc == SQLITE_DONE)
+        ret = KW_ERR_NOT_FOUND;
+    else
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+static kw_rc sq_key_get(kw_store *base, const char *id, kw_key_row *out)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_GET];
+
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    return fetch_one(s, st, out);
+}
+
+static kw_rc sq_key_find_hash(kw_store *base, const unsigned char hash[32], kw_key_row *out)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_HASH];
+
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    return fetch_one(s, st, out);
+}
+
+static kw_rc sq_key_find_legacy(kw_store *base, const unsigned char sha[32], kw_key_row *out)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_LEGACY];
+
+    sqlite3_bind_blob(st, 1, sha, 32, SQLITE_STATIC);
+    return fetch_one(s, st, out);
+}
+
+static kw_rc sq_key_find_external(kw_store *base, const char *external_id, kw_key_row *out)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_EXTERNAL];
+
+    sqlite3_bind_text(st, 1, external_id, -1, SQLITE_STATIC);
+    return fetch_one(s, st, out);
+}
+
+static kw_rc sq_key_list(kw_store *base, const kw_key_filter *f, kw_key_record **out, size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_LIST];
+    kw_key_record *recs;
+    size_t count = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    recs = calloc(f->limit, sizeof(*recs));
+    if (recs == NULL)
+        return KW_ERR_NOMEM;
+    bind_text_or_null(st, 1, f->owner);
+    bind_text_or_null(st, 2, f->prefix);
+    sqlite3_bind_text(st, 3, f->after ? f->after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)f->limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && count < f->limit) {
+        kw_key_row row;
+        ret = read_row(st, &row);
+        if (ret != KW_OK)
+            break;
+        recs[count++] = row.rec;
+    }
+    if (ret == KW_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != KW_OK) {
+        kw_key_records_free(recs, count);
+        return ret;
+    }
+    *out = recs;
+    *n = count;
+    return KW_OK;
+}
+
+static kw_rc sq_key_spend(kw_store *base, const char *id, int64_t cost, int64_t *remaining)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_SPEND];
+    kw_rc ret;
+    int rc;
+
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, cost);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *remaining = sqlite3_column_int64(st, 0);
+        ret = KW_OK;
+    } else if (rc == SQLITE_DONE) {
+        ret = KW_ERR_CONFLICT;
+    } else {
+        ret = map_err(s, rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != KW_ERR_CONFLICT)
+        return ret;
+
+    /* No row changed: unlimited credits, too few, or no such key. */
+    st = s->st[ST_KEY_CREDITS];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL) {
+        *remaining = KW_CREDITS_UNLIMITED;
+        ret = KW_OK;
+    } else if (rc == SQLITE_ROW) {
+        *remaining = sqlite3_column_int64(st, 0);
+        ret = KW_ERR_CONFLICT;
+    } else if (rc == SQLITE_DONE) {
+        ret = KW_ERR_NOT_FOUND;
+    } else {
+        ret = map_err(s, rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+static kw_rc sq_key_touch(kw_store *base, const kw_key_row *row)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_TOUCH];
+
+    sqlite3_bind_text(st, 1, row->rec.id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, row->rec.last_used_at);
+    sqlite3_bind_int64(st, 3, row->rl_start_ms);
+    sqlite3_bind_int64(st, 4, row->rl_count);
+    sqlite3_bind_int64(st, 5, row->rl_prev);
+    return exec_stmt(s, st);
+}
+
+static kw_rc sq_key_set_hash(kw_store *base, const char *id, const unsigned char hash[32])
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_SET_HASH];
+
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
+    return exec_stmt(s, st);
+}
+
+static kw_rc sq_key_count_imported(kw_store *base, int64_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_IMPORTED_COUNT];
+    int rc = sqlite3_step(st);
+    kw_rc ret = KW_OK;
+
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    else
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
+static kw_rc sq_audit_append(kw_store *base, const kw_audit_row *row)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_AUDIT_APPEND];
+    const kw_audit_record *r = &row->r;
+
+    sqlite3_bind_int64(st, 1, r->seq);
+    sqlite3_bind_int64(st, 2, r->at);
+    sqlite3_bind_text(st, 3, r->actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, r->action, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, r->target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, r->client, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, r->result, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, r->detail, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 9, row->mac, 32, SQLITE_STATIC);
+    return exec_stmt(s, st);
+}
+
+static kw_rc read_audit(sqlite3_stmt *st, kw_audit_row *row)
+{
+    kw_audit_record *r = &row->r;
+    int has;
+
+    memset(row, 0, sizeof(*row));
+    r->seq = sqlite3_column_int64(st, 0);
+    r->at = sqlite3_column_int64(st, 1);
+    r->actor = strdup(col_text(st, 2));
+    r->action = strdup(col_text(st, 3));
+    r->target = strdup(col_text(st, 4));
+    r->client = strdup(col_text(st, 5));
+    r->result = strdup(col_text(st, 6));
+    r->detail = strdup(col_text(st, 7));
+    col_blob32(row->mac, &has, st, 8);
+    if (!r->actor || !r->action || !r->target || !r->client || !r->result || !r->detail) {
+        free(r->actor);
+        free(r->action);
+        free(r->target);
+        free(r->client);
+        free(r->result);
+        free(r->detail);
+        return KW_ERR_NOMEM;
+    }
+    return KW_OK;
+}
+
+static kw_rc sq_audit_list(kw_store *base, const kw_audit_filter *f, kw_audit_row **out, size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_AUDIT_LIST];
+    kw_audit_row *rows;
+    size_t count = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    rows = calloc(f->limit, sizeof(*rows));
+    if (rows == NULL)
+        return KW_ERR_NOMEM;
+    sqlite3_bind_int64(st, 1, f->after);
+    bind_text_or_null(st, 2, f->action);
+    bind_text_or_null(st, 3, f->target);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)f->limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && count < f->limit) {
+        ret = read_audit(st, &rows[count]);
+        if (ret != KW_OK)
+            break;
+        count++;
+    }
+    if (ret == KW_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != KW_OK) {
+        kwi_audit_rows_free(rows, count);
+        return ret;
+    }
+    *out = rows;
+    *n = count;
+    return KW_OK;
+}
+
+static const kw_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .meta_get = sq_meta_get,
+    .meta_set = sq_meta_set,
+    .key_insert = sq_key_insert,
+    .key_get = sq_key_get,
+    .key_find_hash = sq_key_find_hash,
+    .key_find_legacy = sq_key_find_legacy,
+    .key_find_external = sq_key_find_external,
+    .key_put = sq_key_put,
+    .key_list = sq_key_list,
+    .key_spend = sq_key_spend,
+    .key_touch = sq_key_touch,
+    .key_set_hash = sq_key_set_hash,
+    .key_count_imported = sq_key_count_imported,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
+};
+
+static int user_version(sqlite3 *db, int *v)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Bring the schema to KWI_SCHEMA_VERSION, one transaction per step. */
+static kw_rc migrate(sqlite_store *s, int from)
+{
+    const int last = (int)(sizeof(migrations) / sizeof(migrations[0])) - 1;
+    char sql[64];
+
+    for (int v = from + 1; v <= last; v++) {
+        int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL);
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            kw_rc ret = map_err(s, rc);
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return ret;
+        }
+    }
+    return KW_OK;
+}
+
+kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[static 256])
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    sqlite_store *s;
+    int version = 0;
+    kw_rc ret;
+    int rc;
+
+    if (!create && access(path, F_OK) != 0) {
+        snprintf(err, 256, "no database at %s (run keyward init)", path);
+        return KW_ERR_NO_DATABASE;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return KW_ERR_NOMEM;
+    s->base.ops = &sqlite_ops;
+    if (create)
+        flags |= SQLITE_OPEN_CREATE;
+    rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_busy_timeout(s->db, 5000);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = user_version(s->db, &version);
+    if (rc != SQLITE_OK) {
+        ret = map_err(s, rc);
+        goto fail;
+    }
+    if (version > KWI_SCHEMA_VERSION) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg),
+                 "schema version %d is newer than this keyward (%d)", version, KWI_SCHEMA_VERSION);
+        ret = KW_ERR_SCHEMA;
+        goto fail;
+    }
+    if (version == 0 && !create) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg),
+                 "%s is not a keyward database (run keyward init)", path);
+        ret = KW_ERR_NO_DATABASE;
+        goto fail;
+    }
+    if (version == 0) {
+        rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            ret = map_err(s, rc);
+            goto fail;
+        }
+    }
+    /* FULL: a committed change (and its audit record) survives power loss. */
+    rc = sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        ret = map_err(s, rc);
+        goto fail;
+    }
+    if (version < KWI_SCHEMA_VERSION) {
+        ret = migrate(s, version);
+        if (ret != KW_OK)
+            goto fail;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+        if (rc != SQLITE_OK) {
+            ret = map_err(s, rc);
+            goto fail;
+        }
+    }
+    *out = &s->base;
+    return KW_OK;
+fail:
+    snprintf(err, 256, "%s", s->base.errmsg);
+    sq_close(&s->base);
+    return ret;
+}

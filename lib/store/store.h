@@ -1,0 +1,86 @@
+/*
+ * The storage back-end interface. One file per back end (sqlite.c; later
+ * postgres.c); every back end passes tests/unit/test_store.c.
+ *
+ * Contract:
+ *  - Every call returns KW_OK or a kw_rc; a message for the failure is
+ *    left in store->errmsg (never holding key material).
+ *  - begin() opens a write transaction that serialises against every other
+ *    writer (SQLite: BEGIN IMMEDIATE); commit() or rollback() ends it.
+ *    Reads outside a transaction see committed data.
+ *  - key_get / key_find_* return KW_ERR_NOT_FOUND when there is no row.
+ *  - key_spend is atomic on its own: it never takes credits below zero and
+ *    returns KW_ERR_CONFLICT, changing nothing, when cost > remaining.
+ */
+#ifndef KEYWARD_STORE_H
+#define KEYWARD_STORE_H
+
+#include <keyward/audit.h>
+#include <keyward/record.h>
+
+#define KWI_SCHEMA_VERSION 1
+
+/* A record plus what only storage and verification see. */
+typedef struct kw_key_row {
+    kw_key_record rec;
+    unsigned char hash[32]; /* HMAC-SHA-256(pepper, key) */
+    int has_hash;
+    unsigned char legacy_sha256[32]; /* imported seed keys */
+    int has_legacy;
+    char credits_from[KW_ID_LEN + 1]; /* spend from this key's credits ("" = own) */
+    int64_t rl_start_ms;              /* sliding window: current window start */
+    int64_t rl_count;                 /* requests in the current window */
+    int64_t rl_prev;                  /* requests in the previous window */
+} kw_key_row;
+
+typedef struct kw_audit_row {
+    kw_audit_record r;
+    unsigned char mac[32];
+} kw_audit_row;
+
+typedef struct kw_store kw_store;
+
+typedef struct kw_store_ops {
+    const char *name;
+    void (*close)(kw_store *s);
+    kw_rc (*begin)(kw_store *s);
+    kw_rc (*commit)(kw_store *s);
+    void (*rollback)(kw_store *s);
+
+    /* Small named values (schema facts, pepper check, audit head). */
+    kw_rc (*meta_get)(kw_store *s, const char *name, unsigned char *buf, size_t cap, size_t *len);
+    kw_rc (*meta_set)(kw_store *s, const char *name, const void *val, size_t len);
+
+    kw_rc (*key_insert)(kw_store *s, const kw_key_row *row);
+    kw_rc (*key_get)(kw_store *s, const char *id, kw_key_row *out);
+    kw_rc (*key_find_hash)(kw_store *s, const unsigned char hash[32], kw_key_row *out);
+    kw_rc (*key_find_legacy)(kw_store *s, const unsigned char sha[32], kw_key_row *out);
+    kw_rc (*key_find_external)(kw_store *s, const char *external_id, kw_key_row *out);
+    /* Overwrite every column of the row with this id. */
+    kw_rc (*key_put)(kw_store *s, const kw_key_row *row);
+    kw_rc (*key_list)(kw_store *s, const kw_key_filter *f, kw_key_record **out, size_t *n);
+    kw_rc (*key_spend)(kw_store *s, const char *id, int64_t cost, int64_t *remaining);
+    /* Record a use: last_used_at (never moved backwards) and rate-limit state. */
+    kw_rc (*key_touch)(kw_store *s, const kw_key_row *row);
+    /* Replace the stored hash and drop the legacy SHA-256 (seed key upgrade). */
+    kw_rc (*key_set_hash)(kw_store *s, const char *id, const unsigned char hash[32]);
+    /* Number of imported keys (prefix ""), which are found by hash, not id. */
+    kw_rc (*key_count_imported)(kw_store *s, int64_t *n);
+
+    kw_rc (*audit_append)(kw_store *s, const kw_audit_row *row);
+    kw_rc (*audit_list)(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, size_t *n);
+} kw_store_ops;
+
+struct kw_store {
+    const kw_store_ops *ops;
+    char errmsg[256];
+};
+
+/* Open the SQLite back end at `path`. create: make it and migrate. */
+kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[static 256]);
+
+/* Free a row's owned memory. */
+void kwi_key_row_clear(kw_key_row *row);
+void kwi_audit_rows_free(kw_audit_row *rows, size_t n);
+
+#endif

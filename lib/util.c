@@ -1,0 +1,106 @@
+/* Small shared helpers: results, clock, HMAC, strings. */
+#include "internal.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const rc_text[] = {
+    [KW_OK] = "ok",
+    [KW_ERR_NOMEM] = "out of memory",
+    [KW_ERR_INVALID] = "invalid argument",
+    [KW_ERR_NOT_FOUND] = "not found",
+    [KW_ERR_CONFLICT] = "conflict with the current state",
+    [KW_ERR_STORAGE] = "database error",
+    [KW_ERR_READONLY] = "database is read-only",
+    [KW_ERR_NO_DATABASE] = "no keyward database (run keyward init)",
+    [KW_ERR_PEPPER] = "pepper missing or malformed",
+    [KW_ERR_PEPPER_MISMATCH] = "pepper does not belong to this database",
+    [KW_ERR_IO] = "input/output error",
+    [KW_ERR_SCHEMA] = "database schema is newer than this keyward",
+    [KW_ERR_TAMPERED] = "audit chain is broken",
+    [KW_ERR_CRYPTO] = "crypto library failed to initialise",
+    [KW_ERR_TOO_LARGE] = "input too large",
+};
+
+KW_API const char *kw_strerror(kw_rc rc)
+{
+    if ((unsigned)rc >= sizeof(rc_text) / sizeof(rc_text[0]) || rc_text[rc] == NULL)
+        return "unknown error";
+    return rc_text[rc];
+}
+
+KW_API const char *kw_version(void)
+{
+    return KW_VERSION_STRING;
+}
+
+KW_API kw_rc kw_init(void)
+{
+    return sodium_init() < 0 ? KW_ERR_CRYPTO : KW_OK;
+}
+
+void kwi_seterr(kw_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (ctx == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(ctx->errmsg, sizeof(ctx->errmsg), fmt, ap);
+    va_end(ap);
+}
+
+KW_API const char *kw_errmsg(const kw_ctx *ctx)
+{
+    return ctx == NULL ? "" : ctx->errmsg;
+}
+
+void kwi_hmac(unsigned char out[static 32], const kw_secret *key, const void *data, size_t len)
+{
+    crypto_auth_hmacsha256_state st;
+
+    crypto_auth_hmacsha256_init(&st, kw_secret_cdata(key), kw_secret_len(key));
+    crypto_auth_hmacsha256_update(&st, data, len);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof(st));
+}
+
+int64_t kwi_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+KW_API int64_t kw_now(void)
+{
+    return kwi_now_ms() / 1000;
+}
+
+char *kwi_strdup(const char *s)
+{
+    return s == NULL ? NULL : strdup(s);
+}
+
+void kwi_strlcpy(char *dst, const char *src, size_t cap)
+{
+    size_t n = strlen(src);
+
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+void kwi_time_format(char out[static 32], int64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        kwi_strlcpy(out, "invalid-time", 32);
+}

@@ -1,0 +1,269 @@
+/*
+ * Verification: format -> lookup and constant-time compare -> revoked ->
+ * disabled -> expired / not yet valid -> scopes -> rate limit -> credits.
+ */
+#include "internal.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#define LEGACY_MIN 8
+#define LEGACY_MAX 256
+#define CREDIT_HOPS 8
+
+static const char *const verdict_names[] = {
+    "VALID",   "MALFORMED",     "NOT_FOUND",          "REVOKED",      "DISABLED",
+    "EXPIRED", "NOT_YET_VALID", "INSUFFICIENT_SCOPE", "RATE_LIMITED", "USAGE_EXCEEDED",
+};
+
+KW_API const char *kw_verdict_name(kw_verdict v)
+{
+    if ((unsigned)v >= sizeof(verdict_names) / sizeof(verdict_names[0]))
+        return "UNKNOWN";
+    return verdict_names[v];
+}
+
+KW_API void kw_verify_result_clear(kw_verify_result *r)
+{
+    if (r == NULL)
+        return;
+    kw_key_record_clear(&r->key);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Could this be a key issued by another system (seed import)? Printable
+ * ASCII without spaces, of a plausible length. */
+static int legacy_shape(const char *key, size_t len)
+{
+    if (len < LEGACY_MIN || len > LEGACY_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/*
+ * Sliding-window counter: the previous window's count, weighted by how much
+ * of it still overlaps the sliding window, plus the current window's count.
+ * Returns 1 if one more request is allowed (and counts it).
+ */
+static int rate_allow(kw_key_row *row, int64_t now_ms, kw_verify_result *out)
+{
+    const int64_t w = row->rec.rate_window_ms, limit = row->rec.rate_limit;
+    int64_t elapsed, used;
+
+    if (row->rl_start_ms == 0 || now_ms < row->rl_start_ms) {
+        row->rl_start_ms = now_ms;
+        row->rl_count = row->rl_prev = 0;
+    } else if (now_ms - row->rl_start_ms >= w) {
+        int64_t windows = (now_ms - row->rl_start_ms) / w;
+        row->rl_prev = windows == 1 ? row->rl_count : 0;
+        row->rl_count = 0;
+        row->rl_start_ms += windows * w;
+    }
+    elapsed = now_ms - row->rl_start_ms;
+    /* ceil(prev * (w - elapsed) / w): the estimate never under-counts. */
+    used = (row->rl_prev * (w - elapsed) + w - 1) / w + row->rl_count;
+    out->rl_limit = (uint32_t)limit;
+    if (used + 1 > limit) {
+        int64_t wait = row->rl_start_ms + w - now_ms;
+        if (row->rl_count + 1 <= limit && row->rl_prev > 0) {
+            /* Wait until enough of the previous window has slid out. */
+            int64_t need = w - ((limit - row->rl_count - 1) * w) / row->rl_prev;
+            if (need - elapsed < wait)
+                wait = need - elapsed;
+        }
+        out->rl_remaining = 0;
+        out->rl_reset_ms = wait > 0 ? wait : 1;
+        return 0;
+    }
+    row->rl_count++;
+    out->rl_remaining = (uint32_t)(limit - used - 1);
+    out->rl_reset_ms = row->rl_start_ms + w - now_ms;
+    return 1;
+}
+
+/* Spend credits from the key that holds them (its own, or the successor's
+ * after a rotation). */
+static kw_rc spend(kw_ctx *ctx, const kw_key_row *row, int64_t cost, int64_t *remaining)
+{
+    char pool[KW_ID_LEN + 1];
+    kw_rc rc;
+
+    kwi_strlcpy(pool, row->credits_from[0] ? row->credits_from : row->rec.id, sizeof(pool));
+    for (int hop = 0; hop < CREDIT_HOPS; hop++) {
+        kw_key_row next;
+        rc = ctx->store->ops->key_get(ctx->store, pool, &next);
+        if (rc != KW_OK)
+            return rc;
+        if (next.credits_from[0] == '\0') {
+            kwi_key_row_clear(&next);
+            return ctx->store->ops->key_spend(ctx->store, pool, cost, remaining);
+        }
+        kwi_strlcpy(pool, next.credits_from, sizeof(pool));
+        kwi_key_row_clear(&next);
+    }
+    kwi_seterr(ctx, "credit chain of key %s is too long", row->rec.id);
+    return KW_ERR_STORAGE;
+}
+
+/* The checks after the key matched. Writes what changed; caller commits. */
+static kw_rc decide(kw_ctx *ctx, kw_key_row *row, const kw_verify_request *req,
+                    kw_verify_result *out, int *changed)
+{
+    const int64_t now_ms = kwi_now_ms(), now = now_ms / 1000;
+    const kw_key_record *r = &row->rec;
+    kw_rc rc;
+
+    out->remaining = r->credits;
+    if (r->revoked_at != 0) {
+        out->code = KW_REVOKED;
+    } else if (!r->enabled) {
+        out->code = KW_DISABLED;
+    } else if (r->expires_at != 0 && now >= r->expires_at) {
+        out->code = KW_EXPIRED;
+    } else if (r->not_before != 0 && now < r->not_before) {
+        out->code = KW_NOT_YET_VALID;
+    } else if (!kw_scopes_cover((const char *const *)r->scopes, r->nscopes, req->scopes,
+                                req->nscopes)) {
+        out->code = KW_INSUFFICIENT_SCOPE;
+    } else if (r->rate_limit != 0 && !rate_allow(row, now_ms, out)) {
+        out->code = KW_RATE_LIMITED;
+    } else {
+        if (r->rate_limit != 0)
+            *changed = 1;
+        rc = spend(ctx, row, req->cost ? req->cost : 1, &out->remaining);
+        if (rc == KW_ERR_CONFLICT) {
+            out->code = KW_USAGE_EXCEEDED;
+            return KW_OK;
+        }
+        if (rc != KW_OK)
+            return rc;
+        out->code = KW_VALID;
+        row->rec.last_used_at = now;
+        *changed = 1;
+    }
+    return KW_OK;
+}
+
+/* Seed keys still under SHA-256 move to the peppered hash on first use. */
+static kw_rc upgrade_legacy(kw_ctx *ctx, kw_key_row *row, const unsigned char hash[32])
+{
+    kw_rc rc = ctx->store->ops->key_set_hash(ctx->store, row->rec.id, hash);
+
+    if (rc == KW_OK)
+        rc = kwi_audit_append(ctx, &(kw_actor){"keyward", "local"}, "key.rehash", row->rec.id, "ok",
+                              "{\"from\":\"sha256\",\"to\":\"hmac-sha256\"}");
+    if (rc == KW_OK) {
+        row->has_legacy = 0;
+        row->rec.legacy = 0;
+    }
+    return rc;
+}
+
+/* Find the row a key belongs to. KW_ERR_NOT_FOUND covers unknown ids and
+ * wrong secrets alike, after the same work. */
+static kw_rc lookup(kw_ctx *ctx, const char *key, size_t len, int opaque,
+                    const unsigned char hash[32], kw_key_row *row, int *legacy_hit)
+{
+    static const unsigned char dummy[32];
+    kw_key_parts parts;
+    kw_rc rc;
+
+    *legacy_hit = 0;
+    if (opaque) {
+        if (!kw_key_parse(&parts, key, len))
+            return KW_ERR_NOT_FOUND;
+        rc = ctx->store->ops->key_get(ctx->store, parts.id, row);
+        if (rc == KW_ERR_NOT_FOUND) {
+            /* Same work as a wrong secret: compare against a dummy. */
+            volatile int sink = sodium_memcmp(hash, dummy, 32);
+            (void)sink;
+            return rc;
+        }
+        if (rc != KW_OK)
+            return rc;
+        if (!row->has_hash || sodium_memcmp(hash, row->hash, 32) != 0) {
+            kwi_key_row_clear(row);
+            return KW_ERR_NOT_FOUND;
+        }
+        return KW_OK;
+    }
+    rc = ctx->store->ops->key_find_hash(ctx->store, hash, row);
+    if (rc != KW_ERR_NOT_FOUND)
+        return rc;
+    {
+        unsigned char sha[32];
+        crypto_hash_sha256(sha, (const unsigned char *)key, len);
+        rc = ctx->store->ops->key_find_legacy(ctx->store, sha, row);
+        sodium_memzero(sha, sizeof(sha));
+    }
+    if (rc == KW_OK)
+        *legacy_hit = 1;
+    return rc;
+}
+
+KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
+                       kw_verify_result *out)
+{
+    static const kw_verify_request none = {NULL, 0, 1};
+    unsigned char hash[32];
+    kw_key_parts parts;
+    kw_key_row row;
+    int opaque, legacy_hit = 0, changed = 0;
+    kw_rc rc;
+
+    memset(out, 0, sizeof(*out));
+    out->remaining = KW_CREDITS_UNLIMITED;
+    if (req == NULL)
+        req = &none;
+    for (size_t i = 0; i < req->nscopes; i++)
+        if (!kw_scope_required_valid(req->scopes[i])) {
+            kwi_seterr(ctx, "invalid required scope");
+            return KW_ERR_INVALID;
+        }
+    out->code = KW_MALFORMED;
+    if (key == NULL || len > KW_VERIFY_INPUT_MAX)
+        return KW_OK;
+    opaque = kw_key_parse(&parts, key, len);
+    if (!opaque && !(ctx->imported > 0 && legacy_shape(key, len)))
+        return KW_OK;
+
+    kwi_hmac(hash, ctx->pepper, key, len);
+    rc = ctx->store->ops->begin(ctx->store);
+    if (rc != KW_OK)
+        goto storage;
+    rc = lookup(ctx, key, len, opaque, hash, &row, &legacy_hit);
+    if (rc == KW_ERR_NOT_FOUND) {
+        ctx->store->ops->rollback(ctx->store);
+        out->code = KW_NOT_FOUND;
+        rc = KW_OK;
+        goto out;
+    }
+    if (rc != KW_OK)
+        goto storage;
+    rc = decide(ctx, &row, req, out, &changed);
+    if (rc == KW_OK && changed)
+        rc = ctx->store->ops->key_touch(ctx->store, &row);
+    if (rc == KW_OK && legacy_hit && out->code == KW_VALID)
+        rc = upgrade_legacy(ctx, &row, hash);
+    if (rc == KW_OK)
+        rc = ctx->store->ops->commit(ctx->store);
+    if (rc == KW_OK) {
+        out->found = 1;
+        rc = kwi_record_copy(&out->key, &row.rec);
+    }
+    kwi_key_row_clear(&row);
+    if (rc != KW_OK)
+        goto storage;
+    goto out;
+storage:
+    kwi_seterr(ctx, "%s", rc == KW_ERR_NOMEM ? "out of memory" : ctx->store->errmsg);
+    ctx->store->ops->rollback(ctx->store);
+    kw_verify_result_clear(out);
+    out->code = KW_NOT_FOUND; /* callers must deny on error; never VALID */
+out:
+    sodium_memzero(hash, sizeof(hash));
+    return rc;
+}

@@ -1,0 +1,25 @@
+#!/bin/sh
+# The test command: installs what it needs, builds keyward with ASan+UBSan
+# (clang, libFuzzer harnesses included) and runs every test: unit (cmocka),
+# black-box (the real binary), fuzz. Also checks that a gcc release build
+# compiles warning-free, the banned-function list and the formatting.
+set -eu
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+./scripts/check-banned.sh
+./scripts/check-format.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DKW_TESTS=OFF >/dev/null
+cmake --build build/release -j"$jobs"
+
+cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+    -DKW_SANITIZE=ON -DKW_FUZZ=ON -DKW_FUZZ_SECONDS="${KW_FUZZ_SECONDS:-20}" >/dev/null
+cmake --build build/test -j"$jobs"
+
+cd build/test
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j"$jobs"

@@ -1,0 +1,75 @@
+#include "helpers.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const kw_actor kwt_actor = {"test", "local"};
+
+void kwt_db_open(kwt_db *t)
+{
+    kw_open_opts opts = {.create = 1};
+
+    memset(t, 0, sizeof(*t));
+    snprintf(t->dir, sizeof(t->dir), "/tmp/kwtest.XXXXXX");
+    assert_non_null(mkdtemp(t->dir));
+    snprintf(t->url, sizeof(t->url), "sqlite:%s/k.db", t->dir);
+    assert_int_equal(kw_init(), KW_OK);
+    assert_int_equal(kw_secret_new(&t->pepper, KW_PEPPER_LEN), KW_OK);
+    memset(kw_secret_data(t->pepper), 0x42, KW_PEPPER_LEN);
+    assert_int_equal(kw_open(&t->ctx, t->url, t->pepper, &opts), KW_OK);
+}
+
+void kwt_db_close(kwt_db *t)
+{
+    char cmd[300];
+
+    kw_close(t->ctx);
+    kw_secret_free(t->pepper);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+kw_secret *kwt_key(kwt_db *t, const kw_key_params *p, kw_key_record *rec)
+{
+    kw_key_params def;
+    kw_secret *key = NULL;
+    kw_rc rc;
+
+    if (p == NULL) {
+        kw_key_params_init(&def);
+        p = &def;
+    }
+    rc = kw_key_create(t->ctx, p, &kwt_actor, &key, rec);
+    if (rc != KW_OK)
+        fprintf(stderr, "kw_key_create: %s: %s\n", kw_strerror(rc), kw_errmsg(t->ctx));
+    assert_int_equal(rc, KW_OK);
+    return key;
+}
+
+kw_verdict kwt_verify(kwt_db *t, const kw_secret *key, const char *const *scopes, uint32_t cost,
+                      kw_verify_result *out)
+{
+    kw_verify_request req = {scopes, 0, cost};
+    kw_verify_result local;
+    kw_verdict v;
+
+    while (scopes != NULL && scopes[req.nscopes] != NULL)
+        req.nscopes++;
+    if (out == NULL)
+        out = &local;
+    assert_int_equal(
+        kw_verify(t->ctx, (const char *)kw_secret_cdata(key), kw_secret_len(key), &req, out),
+        KW_OK);
+    v = out->code;
+    if (out == &local)
+        kw_verify_result_clear(&local);
+    return v;
+}

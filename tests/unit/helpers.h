@@ -1,0 +1,30 @@
+/* Shared helpers of the unit tests. */
+#ifndef KW_TEST_HELPERS_H
+#define KW_TEST_HELPERS_H
+
+#include <keyward/keyward.h>
+
+/* A fresh keyward database in a new temporary directory. */
+typedef struct kwt_db {
+    char dir[256];
+    char url[300];
+    kw_secret *pepper;
+    kw_ctx *ctx;
+} kwt_db;
+
+/* Create and open; aborts the test on failure. */
+void kwt_db_open(kwt_db *t);
+/* Close and remove the directory. */
+void kwt_db_close(kwt_db *t);
+/* The actor used by tests. */
+extern const kw_actor kwt_actor;
+
+/* Create a key with the given scopes (NULL-terminated list) and settings;
+ * returns the key (caller frees) and fills rec. Aborts on failure. */
+kw_secret *kwt_key(kwt_db *t, const kw_key_params *p, kw_key_record *rec);
+
+/* Verify helper: NULL-terminated required scopes, cost; returns the verdict. */
+kw_verdict kwt_verify(kwt_db *t, const kw_secret *key, const char *const *scopes, uint32_t cost,
+                      kw_verify_result *out);
+
+#endif
