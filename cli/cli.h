@@ -1,0 +1,92 @@
+/* The keyward command line: shared declarations. */
+#ifndef KEYWARD_CLI_H
+#define KEYWARD_CLI_H
+
+#include <keyward/keyward.h>
+
+#include <getopt.h>
+#include <stdio.h>
+
+/* Exit status (docs/cli.md). */
+enum {
+    EXIT_DONE = 0,
+    EXIT_REFUSED = 1, /* verification not VALID, not found, conflict, audit broken */
+    EXIT_USAGE = 2,   /* bad command line or bad value */
+    EXIT_CONFIG = 3,  /* no database, pepper missing or wrong, schema too new */
+    EXIT_STORAGE = 4, /* database or file I/O failed, read-only database */
+    EXIT_INTERNAL = 5 /* out of memory, crypto library */
+};
+
+/* Options that every command accepts, anywhere before "--". */
+typedef struct kwc_global {
+    const char *db_url;      /* --db, KEYWARD_DB, default sqlite:./keyward.db */
+    const char *pepper_file; /* --pepper-file, KEYWARD_PEPPER_FILE, default <db>.pepper */
+    char *pepper_default;    /* owned */
+    const char *name;        /* "keyward key create": for messages */
+} kwc_global;
+
+typedef struct kwc_command {
+    const char *noun;
+    const char *verb; /* NULL for a noun-only command (init) */
+    int (*main)(kwc_global *g, int argc, char **argv);
+    const char *summary;
+} kwc_command;
+
+/* One command per noun/verb; defined in cmd_*.c. */
+int init_main(kwc_global *g, int argc, char **argv);
+int key_create_main(kwc_global *g, int argc, char **argv);
+int key_list_main(kwc_global *g, int argc, char **argv);
+int key_show_main(kwc_global *g, int argc, char **argv);
+int key_update_main(kwc_global *g, int argc, char **argv);
+int key_rotate_main(kwc_global *g, int argc, char **argv);
+int key_revoke_main(kwc_global *g, int argc, char **argv);
+int key_verify_main(kwc_global *g, int argc, char **argv);
+int audit_list_main(kwc_global *g, int argc, char **argv);
+int audit_verify_main(kwc_global *g, int argc, char **argv);
+int import_seed_main(kwc_global *g, int argc, char **argv);
+
+/* The actor of every change made from the command line. */
+const kw_actor *kwc_actor(void);
+
+/* Exit status for a library result. */
+int kwc_exit_for(kw_rc rc);
+
+/* Print "keyward key create: <what>: <detail>" to stderr; returns the exit status. */
+int kwc_fail(const kwc_global *g, kw_rc rc, const char *detail);
+
+/* Usage error: message, then the pointer to --help. Returns EXIT_USAGE. */
+int kwc_usage(const kwc_global *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* getopt_long with our own messages; returns the option, -1 at the end, or
+ * '?' after printing the error. */
+int kwc_getopt(const kwc_global *g, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* Load the pepper and open the database. Prints the error itself. */
+int kwc_open(kwc_global *g, kw_ctx **out);
+
+/* Value parsers: 0 on success, -1 (nothing printed) if malformed. */
+int kwc_parse_u64(const char *s, uint64_t max, uint64_t *out);
+int kwc_parse_when(const char *s, int64_t *t); /* duration from now, or a time */
+int kwc_parse_rate(const char *s, uint32_t *limit, uint32_t *window_ms);
+
+/* Growable list of strings from repeated flags (--scope, --meta). */
+typedef struct kwc_strv {
+    const char **v;
+    size_t n;
+} kwc_strv;
+int kwc_strv_push(kwc_strv *l, const char *s);
+void kwc_strv_free(kwc_strv *l);
+
+/* Build the meta JSON object from K=V pairs merged over base (may be NULL).
+ * Returns a malloc'd string or NULL with *err set. */
+char *kwc_meta_merge(const char *base, const kwc_strv *pairs, const char **err);
+
+/* Output. */
+void kwc_print_record(const kw_key_record *r);
+void kwc_print_record_json(const kw_key_record *r);
+/* Print a new key (once) and its record; -1 if stdout failed. */
+int kwc_print_new_key(const kw_secret *key, const kw_key_record *r, int json);
+void kwc_time_cell(char out[static 32], int64_t t);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * keyward — the command line: `keyward [--db URL] <noun> <verb> [options]`.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+static const kwc_command commands[] = {
+    {"init", NULL, init_main, "create the database, the pepper and the first admin key"},
+    {"key", "create", key_create_main, "create a key (printed once)"},
+    {"key", "list", key_list_main, "list keys"},
+    {"key", "show", key_show_main, "show one key's record"},
+    {"key", "update", key_update_main, "change a key's settings"},
+    {"key", "rotate", key_rotate_main, "replace a key; the old one expires after a grace period"},
+    {"key", "revoke", key_revoke_main, "revoke a key at once"},
+    {"key", "verify", key_verify_main, "verify a key read from stdin"},
+    {"audit", "list", audit_list_main, "list audit records"},
+    {"audit", "verify", audit_verify_main, "check the audit chain for tampering"},
+    {"import", "seed", import_seed_main, "import the seed system's api_keys table"},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f, const char *noun)
+{
+    fprintf(f, "usage: keyward [--db URL] [--pepper-file FILE] <command> [options]\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        char name[32];
+        if (noun != NULL && strcmp(noun, commands[i].noun) != 0)
+            continue;
+        snprintf(name, sizeof(name), "%s%s%s", commands[i].noun, commands[i].verb ? " " : "",
+                 commands[i].verb ? commands[i].verb : "");
+        fprintf(f, "  %-14s %s\n", name, commands[i].summary);
+    }
+    fprintf(f, "\nglobal options (anywhere before --):\n"
+               "  --db URL             database: sqlite:PATH (env KEYWARD_DB;"
+               " default sqlite:./keyward.db)\n"
+               "  --pepper-file FILE   pepper file (env KEYWARD_PEPPER_FILE;"
+               " default <db path>.pepper);\n"
+               "                       KEYWARD_PEPPER (64 hex chars) takes precedence\n"
+               "\n'keyward <command> --help' describes a command. Exit status: 0 done,\n"
+               "1 refused or invalid, 2 usage error, 3 configuration, 4 storage, 5 internal.\n");
+}
+
+/* Take --db and --pepper-file (and their = forms) out of argv. */
+static int take_globals(kwc_global *g, int *argc, char **argv)
+{
+    int out = 1;
+
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        const char *val = NULL;
+
+        if (strcmp(a, "--") == 0) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strcmp(a, "--db") == 0 || strncmp(a, "--db=", 5) == 0)
+            dst = &g->db_url;
+        else if (strcmp(a, "--pepper-file") == 0 || strncmp(a, "--pepper-file=", 14) == 0)
+            dst = &g->pepper_file;
+        if (dst == NULL) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        val = strchr(a, '=');
+        if (val != NULL) {
+            val++;
+        } else if (i + 1 < *argc) {
+            val = argv[++i];
+        } else {
+            fprintf(stderr, "keyward: option '%s' needs a value\n", a);
+            return -1;
+        }
+        if (val[0] == '\0') {
+            fprintf(stderr, "keyward: option '%s' needs a value\n", a);
+            return -1;
+        }
+        *dst = val;
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return 0;
+}
+
+/* Keys and the pepper live in this process's memory: never dump it. */
+static void no_core_dumps(void)
+{
+    struct rlimit rl = {0, 0};
+
+    setrlimit(RLIMIT_CORE, &rl);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : def;
+}
+
+int main(int argc, char **argv)
+{
+    kwc_global g = {0};
+    char name[64];
+    int ret;
+
+    no_core_dumps();
+    g.db_url = env_or("KEYWARD_DB", KW_DEFAULT_DB_URL);
+    g.pepper_file = env_or("KEYWARD_PEPPER_FILE", NULL);
+    if (take_globals(&g, &argc, argv) != 0)
+        return EXIT_USAGE;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout, NULL);
+        return argc < 2 ? EXIT_USAGE : EXIT_DONE;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("keyward %s\n", kw_version());
+        return EXIT_DONE;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const kwc_command *c = &commands[i];
+        int shift;
+        if (strcmp(argv[1], c->noun) != 0)
+            continue;
+        if (c->verb != NULL && (argc < 3 || strcmp(argv[2], c->verb) != 0))
+            continue;
+        shift = c->verb ? 2 : 1;
+        snprintf(name, sizeof(name), "keyward %s%s%s", c->noun, c->verb ? " " : "",
+                 c->verb ? c->verb : "");
+        g.name = name;
+        if (g.pepper_file == NULL)
+            g.pepper_file = g.pepper_default = kw_pepper_default_path(g.db_url);
+        if (g.pepper_file == NULL) {
+            fprintf(stderr, "keyward: out of memory\n");
+            return EXIT_INTERNAL;
+        }
+        /* The command's last word becomes its argv[0]. */
+        argv[shift] = name;
+        ret = c->main(&g, argc - shift, argv + shift);
+        free(g.pepper_default);
+        return ret;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(argv[1], commands[i].noun) == 0) {
+            int want_help =
+                argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
+            if (!want_help && argc < 3)
+                fprintf(stderr, "keyward: '%s' needs a verb\n", argv[1]);
+            else if (!want_help)
+                fprintf(stderr, "keyward: '%s' has no verb '%s'\n", argv[1], argv[2]);
+            usage(want_help ? stdout : stderr, argv[1]);
+            return want_help ? EXIT_DONE : EXIT_USAGE;
+        }
+    fprintf(stderr, "keyward: unknown command '%s'\nTry 'keyward --help'.\n", argv[1]);
+    return EXIT_USAGE;
+}
