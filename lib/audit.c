@@ -131,19 +131,23 @@ kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, c
     return rc;
 }
 
+void kwi_audit_record_clear(kw_audit_record *r)
+{
+    free(r->actor);
+    free(r->action);
+    free(r->target);
+    free(r->client);
+    free(r->result);
+    free(r->detail);
+    memset(r, 0, sizeof(*r));
+}
+
 void kwi_audit_rows_free(kw_audit_row *rows, size_t n)
 {
     if (rows == NULL)
         return;
-    for (size_t i = 0; i < n; i++) {
-        kw_audit_record *r = &rows[i].r;
-        free(r->actor);
-        free(r->action);
-        free(r->target);
-        free(r->client);
-        free(r->result);
-        free(r->detail);
-    }
+    for (size_t i = 0; i < n; i++)
+        kwi_audit_record_clear(&rows[i].r);
     free(rows);
 }
 
@@ -151,14 +155,8 @@ KW_API void kw_audit_records_free(kw_audit_record *r, size_t n)
 {
     if (r == NULL)
         return;
-    for (size_t i = 0; i < n; i++) {
-        free(r[i].actor);
-        free(r[i].action);
-        free(r[i].target);
-        free(r[i].client);
-        free(r[i].result);
-        free(r[i].detail);
-    }
+    for (size_t i = 0; i < n; i++)
+        kwi_audit_record_clear(&r[i]);
     free(r);
 }
 

@@ -32,10 +32,13 @@ KW_API void kw_verify_result_clear(kw_verify_result *r)
 }
 
 /* Could this be a key issued by another system (seed import)? Printable
- * ASCII without spaces, of a plausible length. */
+ * ASCII without spaces, of a plausible length, and not shaped like one of
+ * ours: a mistyped keyward key stays MALFORMED without a lookup. */
 static int legacy_shape(const char *key, size_t len)
 {
     if (len < LEGACY_MIN || len > LEGACY_MAX)
+        return 0;
+    if (len >= KW_BODY_LEN + 2 && len <= KW_KEY_MAX && key[len - KW_BODY_LEN - 1] == '_')
         return 0;
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)

@@ -555,12 +555,7 @@ static kw_rc read_audit(sqlite3_stmt *st, kw_audit_row *row)
     r->detail = strdup(col_text(st, 7));
     col_blob32(row->mac, &has, st, 8);
     if (!r->actor || !r->action || !r->target || !r->client || !r->result || !r->detail) {
-        free(r->actor);
-        free(r->action);
-        free(r->target);
-        free(r->client);
-        free(r->result);
-        free(r->detail);
+        kwi_audit_record_clear(r);
         return KW_ERR_NOMEM;
     }
     return KW_OK;

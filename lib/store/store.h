@@ -82,5 +82,6 @@ kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[sta
 /* Free a row's owned memory. */
 void kwi_key_row_clear(kw_key_row *row);
 void kwi_audit_rows_free(kw_audit_row *rows, size_t n);
+void kwi_audit_record_clear(kw_audit_record *r);
 
 #endif
