@@ -115,10 +115,11 @@ KW_API kw_rc kw_secret_read_fd(kw_secret **out, int fd, size_t max)
             return KW_ERR_TOO_LARGE;
         }
     }
-    if (len > 0 && s->buf[len - 1] == '\n')
+    if (len > 0 && s->buf[len - 1] == '\n') {
         len--;
-    if (len > 0 && s->buf[len - 1] == '\r')
-        len--;
+        if (len > 0 && s->buf[len - 1] == '\r')
+            len--;
+    }
     kw_secret_truncate(s, len);
     *out = s;
     return KW_OK;

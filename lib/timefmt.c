@@ -74,8 +74,9 @@ KW_API int kw_time_parse(const char *s, int64_t *t)
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
-        int oh = digits(p + 1, 2), om = digits(p + 4, 2);
-        if (oh < 0 || om < 0 || oh > 23 || om > 59 || p[3] != ':')
+        /* Each check stops at the NUL before the next one could read past it. */
+        int oh = digits(p + 1, 2), om;
+        if (oh < 0 || oh > 23 || p[3] != ':' || (om = digits(p + 4, 2)) < 0 || om > 59)
             return -1;
         offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
         p += 6;

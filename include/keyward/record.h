@@ -159,7 +159,7 @@ KW_API int kw_duration_parse(const char *s, int64_t *seconds) KW_WARN_UNUSED;
 
 /**
  * Parse a time: RFC 3339 ("2026-11-22T07:31:52Z", "...+02:00", fractions
- * ignored) or the SQL form "2026-11-22 07:31:52[.ffffff]" taken as UTC.
+ * ignored, no leap second) or the SQL form "2026-11-22 07:31:52[.ffffff]" taken as UTC.
  * @return 0 and *t (Unix seconds) on success, -1 if malformed.
  */
 KW_API int kw_time_parse(const char *s, int64_t *t) KW_WARN_UNUSED;
