@@ -97,6 +97,15 @@ static void no_core_dumps(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* Only sqlite:PATH (or a bare path) exists in this build; say so up front,
+ * before anything is created beside a URL taken for a path. */
+static int db_url_supported(const char *url)
+{
+    if (strncmp(url, "sqlite:", 7) == 0)
+        return url[7] != '\0';
+    return url[0] != '\0' && strstr(url, "://") == NULL;
+}
+
 static const char *env_or(const char *name, const char *def)
 {
     const char *v = getenv(name);
@@ -114,6 +123,16 @@ int main(int argc, char **argv)
     g.pepper_file = env_or("KEYWARD_PEPPER_FILE", NULL);
     if (take_globals(&g, &argc, argv) != 0)
         return EXIT_USAGE;
+    if (!db_url_supported(g.db_url)) {
+        /* Name only the scheme: a URL may carry a password. */
+        const char *sep = strstr(g.db_url, "://");
+        int n = sep ? (int)(sep - g.db_url) : (int)strlen(g.db_url);
+        fprintf(stderr,
+                "keyward: unsupported database URL '%.*s%s': this build supports "
+                "sqlite:PATH (PostgreSQL comes with the scale-out release)\n",
+                n > 32 ? 32 : n, g.db_url, sep ? "://…" : "");
+        return EXIT_USAGE;
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout, NULL);

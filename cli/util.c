@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const kw_actor *kwc_actor(void)
@@ -83,6 +84,7 @@ int kwc_open(kwc_global *g, kw_ctx **out)
     char err[256] = "";
     kw_open_opts opts = {.create = 0, .err = err, .err_len = sizeof(err)};
     kw_secret *pepper = NULL;
+    struct stat st;
     kw_rc rc;
 
     rc = kw_init();
@@ -94,6 +96,14 @@ int kwc_open(kwc_global *g, kw_ctx **out)
         return EXIT_CONFIG;
     }
     rc = kw_pepper_load(&pepper, g->pepper_file);
+    if (rc == KW_ERR_PEPPER && getenv("KEYWARD_PEPPER") == NULL && stat(g->pepper_file, &st) == 0 &&
+        (st.st_mode & 077) != 0) {
+        fprintf(stderr,
+                "%s: pepper refused: %s is readable by other users; it must be mode 0600 "
+                "(chmod 600 it if no one else can have read it, else re-key)\n",
+                g->name, g->pepper_file);
+        return kwc_exit_for(rc);
+    }
     if (rc != KW_OK) {
         fprintf(stderr, "%s: %s: set KEYWARD_PEPPER or keep the pepper in %s (mode 0600)\n",
                 g->name, kw_strerror(rc), g->pepper_file);

@@ -43,7 +43,8 @@ static kw_rc check_pepper(kw_ctx *ctx, int create)
         return rc;
     }
     if (len != sizeof(have) || sodium_memcmp(want, have, sizeof(have)) != 0) {
-        kwi_seterr(ctx, "the pepper does not belong to this database");
+        kwi_seterr(ctx, "it is not the one this database was initialised with "
+                        "(check KEYWARD_PEPPER and the pepper file)");
         return KW_ERR_PEPPER_MISMATCH;
     }
     return KW_OK;

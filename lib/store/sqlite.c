@@ -696,7 +696,7 @@ kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[sta
     }
     if (version == 0 && !create) {
         snprintf(s->base.errmsg, sizeof(s->base.errmsg),
-                 "%s is not a keyward database (run keyward init)", path);
+                 "%s is not a keyward database (pass --db to keyward's own)", path);
         ret = KW_ERR_NO_DATABASE;
         goto fail;
     }
