@@ -95,10 +95,28 @@ static kw_rc head_read(kw_ctx *ctx, int64_t *seq, unsigned char mac[32], int *va
     return KW_OK;
 }
 
+/* Write the head: seq ‖ mac ‖ HMAC(audit_key, label ‖ seq ‖ mac). */
+static kw_rc head_write(kw_ctx *ctx, int64_t seq, const unsigned char mac[32])
+{
+    unsigned char head[HEAD_LEN];
+
+    put_be64(head, (uint64_t)seq);
+    memcpy(head + 8, mac, 32);
+    head_mac(head + 40, ctx, head);
+    return ctx->store->ops->meta_set(ctx->store, "audit_head", head, sizeof(head));
+}
+
+kw_rc kwi_audit_genesis(kw_ctx *ctx)
+{
+    static const unsigned char zero[32];
+
+    return head_write(ctx, 0, zero);
+}
+
 kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
                        const char *result, const char *detail)
 {
-    unsigned char prev[32], head[HEAD_LEN];
+    unsigned char prev[32];
     kw_audit_row row;
     int64_t seq;
     int valid;
@@ -120,12 +138,9 @@ kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, c
     row.r.detail = (char *)(detail ? detail : "{}");
     record_mac(row.mac, ctx, prev, &row.r);
 
-    put_be64(head, (uint64_t)row.r.seq);
-    memcpy(head + 8, row.mac, 32);
-    head_mac(head + 40, ctx, head);
     rc = ctx->store->ops->audit_append(ctx->store, &row);
     if (rc == KW_OK)
-        rc = ctx->store->ops->meta_set(ctx->store, "audit_head", head, sizeof(head));
+        rc = head_write(ctx, row.r.seq, row.mac);
     if (rc != KW_OK)
         kwi_seterr(ctx, "audit record not written (change refused): %s", ctx->store->errmsg);
     return rc;
@@ -286,8 +301,7 @@ KW_API kw_rc kw_audit_verify(kw_ctx *ctx, kw_audit_report *rep)
         return rc;
     }
     memcpy(rep->head_mac, prev, 32);
-    if (valid == -1 && rep->checked == 0)
-        return KW_OK;
+    /* Every database has a head from its creation on: none means wiped. */
     if (valid != 1)
         return tampered(rep, expect, "audit head missing or altered");
     if (head_seq != expect - 1 || sodium_memcmp(head, prev, 32) != 0)

@@ -29,9 +29,19 @@ static kw_rc check_pepper(kw_ctx *ctx, int create)
     kwi_hmac(want, ctx->pepper, pepper_check_label, sizeof(pepper_check_label) - 1);
     rc = ctx->store->ops->meta_get(ctx->store, "pepper_check", have, sizeof(have), &len);
     if (rc == KW_ERR_NOT_FOUND && create) {
-        rc = ctx->store->ops->meta_set(ctx->store, "pepper_check", want, sizeof(want));
-        if (rc != KW_OK)
+        /* A new database: its pepper check and the audit chain's genesis
+         * head, so that a wiped trail can never pass for an empty one. */
+        rc = ctx->store->ops->begin(ctx->store);
+        if (rc == KW_OK)
+            rc = ctx->store->ops->meta_set(ctx->store, "pepper_check", want, sizeof(want));
+        if (rc == KW_OK)
+            rc = kwi_audit_genesis(ctx);
+        if (rc == KW_OK)
+            rc = ctx->store->ops->commit(ctx->store);
+        if (rc != KW_OK) {
             kwi_seterr(ctx, "%s", ctx->store->errmsg);
+            ctx->store->ops->rollback(ctx->store);
+        }
         return rc;
     }
     if (rc == KW_ERR_NOT_FOUND) {
@@ -82,6 +92,7 @@ static kw_rc open_ctx(kw_ctx *ctx, const char *db_url, const kw_secret *pepper, 
     rc = check_pepper(ctx, create);
     if (rc != KW_OK)
         return rc;
+    ctx->imported_checked_ms = kwi_now_ms();
     rc = ctx->store->ops->key_count_imported(ctx->store, &ctx->imported);
     if (rc != KW_OK)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);

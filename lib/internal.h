@@ -16,9 +16,10 @@
 
 struct kw_ctx {
     kw_store *store;
-    kw_secret *pepper;    /* HMAC key of stored key hashes */
-    kw_secret *audit_key; /* HMAC key of the audit chain, derived from the pepper */
-    int64_t imported;     /* imported keys (found by hash lookup, not by id) */
+    kw_secret *pepper;           /* HMAC key of stored key hashes */
+    kw_secret *audit_key;        /* HMAC key of the audit chain, derived from the pepper */
+    int64_t imported;            /* imported keys (found by hash lookup, not by id) */
+    int64_t imported_checked_ms; /* when `imported` was last read */
     char errmsg[KWI_ERRMSG_MAX];
 };
 
@@ -41,6 +42,12 @@ void kwi_strlcpy(char *dst, const char *src, size_t cap);
  * detail is a JSON object text or NULL. */
 kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
                        const char *result, const char *detail);
+
+/* Write the audit head of an empty trail (a new database). */
+kw_rc kwi_audit_genesis(kw_ctx *ctx);
+
+/* Printable text without control characters, at most max bytes (NULL is ok). */
+int kwi_text_ok(const char *s, size_t max);
 
 /* Validate params the way create and update do; message goes to ctx. */
 kw_rc kwi_params_check(kw_ctx *ctx, const kw_key_params *p, unsigned fields);

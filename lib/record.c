@@ -15,8 +15,7 @@ KW_API void kw_key_params_init(kw_key_params *p)
     p->credits = KW_CREDITS_UNLIMITED;
 }
 
-/* Printable text without control characters, at most max bytes. */
-static int text_ok(const char *s, size_t max)
+int kwi_text_ok(const char *s, size_t max)
 {
     size_t n;
 
@@ -85,11 +84,11 @@ kw_rc kwi_params_check(kw_ctx *ctx, const kw_key_params *p, unsigned fields)
     int64_t now = kw_now();
     kw_rc rc;
 
-    if ((fields & KW_CHANGE_OWNER) && !text_ok(p->owner, KW_OWNER_MAX)) {
+    if ((fields & KW_CHANGE_OWNER) && !kwi_text_ok(p->owner, KW_OWNER_MAX)) {
         kwi_seterr(ctx, "owner must be at most %d printable bytes", KW_OWNER_MAX);
         return KW_ERR_INVALID;
     }
-    if ((fields & KW_CHANGE_NAME) && !text_ok(p->name, KW_NAME_MAX)) {
+    if ((fields & KW_CHANGE_NAME) && !kwi_text_ok(p->name, KW_NAME_MAX)) {
         kwi_seterr(ctx, "name must be at most %d printable bytes", KW_NAME_MAX);
         return KW_ERR_INVALID;
     }

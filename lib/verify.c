@@ -165,6 +165,21 @@ static kw_rc upgrade_legacy(kw_ctx *ctx, kw_key_row *row, const unsigned char ha
     return rc;
 }
 
+/* Does the database hold imported keys? Another process may import while
+ * this context is open, so a "no" is re-read, at most once a second. */
+static int has_imported(kw_ctx *ctx)
+{
+    int64_t now_ms = kwi_now_ms();
+
+    if (ctx->imported == 0 && now_ms - ctx->imported_checked_ms >= 1000) {
+        int64_t n = 0;
+        if (ctx->store->ops->key_count_imported(ctx->store, &n) == KW_OK)
+            ctx->imported = n;
+        ctx->imported_checked_ms = now_ms;
+    }
+    return ctx->imported > 0;
+}
+
 /* Find the row a key belongs to. KW_ERR_NOT_FOUND covers unknown ids and
  * wrong secrets alike, after the same work. */
 static kw_rc lookup(kw_ctx *ctx, const char *key, size_t len, int opaque,
@@ -218,6 +233,7 @@ KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
     kw_rc rc;
 
     memset(out, 0, sizeof(*out));
+    out->code = KW_MALFORMED; /* never VALID by default, whatever path returns */
     out->remaining = KW_CREDITS_UNLIMITED;
     if (req == NULL)
         req = &none;
@@ -226,11 +242,10 @@ KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
             kwi_seterr(ctx, "invalid required scope");
             return KW_ERR_INVALID;
         }
-    out->code = KW_MALFORMED;
     if (key == NULL || len > KW_VERIFY_INPUT_MAX)
         return KW_OK;
     opaque = kw_key_parse(&parts, key, len);
-    if (!opaque && !(ctx->imported > 0 && legacy_shape(key, len)))
+    if (!opaque && !(legacy_shape(key, len) && has_imported(ctx)))
         return KW_OK;
 
     kwi_hmac(hash, ctx->pepper, key, len);

@@ -41,6 +41,7 @@ static const char *const migrations[] = {
     " external_id TEXT UNIQUE,"
     " CHECK (credits IS NULL OR credits >= 0));"
     "CREATE INDEX keys_owner ON keys (owner, id);"
+    "CREATE INDEX keys_prefix ON keys (prefix, id);"
     "CREATE TABLE audit ("
     " seq INTEGER PRIMARY KEY NOT NULL,"
     " at INTEGER NOT NULL,"

@@ -1,0 +1,1075 @@
+/*
+ * The storage back-end contract (lib/store/store.h), written against the
+ * kw_store_ops vtable only. Every back end must pass the `contract` table:
+ * a back end is a pair of functions that make a fresh, empty, migrated
+ * store and destroy it (see `backends`). The schema tests at the end are
+ * specific to SQLite (files, PRAGMA user_version).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "store/store.h"
+
+/* ---- back ends ------------------------------------------------------------ */
+
+typedef struct backend {
+    const char *name;
+    /* Make a fresh empty store; *handle is whatever destroy needs. */
+    kw_store *(*make)(void **handle);
+    void (*destroy)(kw_store *s, void *handle);
+} backend;
+
+typedef struct tmpdir {
+    char dir[64];
+    char path[128];
+} tmpdir;
+
+static void tmpdir_make(tmpdir *t)
+{
+    snprintf(t->dir, sizeof(t->dir), "/tmp/kwstore.XXXXXX");
+    assert_non_null(mkdtemp(t->dir));
+    snprintf(t->path, sizeof(t->path), "%s/k.db", t->dir);
+}
+
+static void tmpdir_remove(tmpdir *t)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static kw_store *sqlite_make(void **handle)
+{
+    tmpdir *t = calloc(1, sizeof(*t));
+    char err[256] = "";
+    kw_store *s = NULL;
+
+    assert_non_null(t);
+    tmpdir_make(t);
+    assert_int_equal(kwi_sqlite_open(&s, t->path, 1, err), KW_OK);
+    assert_non_null(s);
+    *handle = t;
+    return s;
+}
+
+static void sqlite_destroy(kw_store *s, void *handle)
+{
+    s->ops->close(s);
+    tmpdir_remove(handle);
+    free(handle);
+}
+
+static const backend backends[] = {
+    {"sqlite", sqlite_make, sqlite_destroy},
+};
+
+/* ---- rows ------------------------------------------------------------------ */
+
+#define ID_A "AAAAAAAAAAAA"
+#define ID_B "BBBBBBBBBBBB"
+#define ID_C "CCCCCCCCCCCC"
+#define ID_D "DDDDDDDDDDDD"
+#define ID_X "XXXXXXXXXXXX"
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+
+    assert_non_null(d);
+    return d;
+}
+
+/* A hash that differs for different ids (and from the legacy hash). */
+static void id_hash(unsigned char out[32], const char *id, unsigned char salt)
+{
+    for (size_t i = 0; i < 32; i++)
+        out[i] = (unsigned char)(id[i % KW_ID_LEN] + i + salt);
+}
+
+static void row_scopes(kw_key_row *row, size_t n, const char *const *scopes)
+{
+    row->rec.scopes = calloc(n + 1, sizeof(char *));
+    assert_non_null(row->rec.scopes);
+    for (size_t i = 0; i < n; i++)
+        row->rec.scopes[i] = xstrdup(scopes[i]);
+    row->rec.nscopes = n;
+}
+
+/* A minimal valid row: enabled, unlimited, with a hash, no legacy hash. */
+static void row_make(kw_key_row *row, const char *id, const char *prefix, const char *owner)
+{
+    memset(row, 0, sizeof(*row));
+    snprintf(row->rec.id, sizeof(row->rec.id), "%s", id);
+    snprintf(row->rec.prefix, sizeof(row->rec.prefix), "%s", prefix);
+    row->rec.owner = xstrdup(owner);
+    row->rec.name = xstrdup("");
+    row->rec.meta = xstrdup("{}");
+    row_scopes(row, 0, NULL);
+    row->rec.created_at = 1700000000;
+    row->rec.enabled = 1;
+    row->rec.credits = KW_CREDITS_UNLIMITED;
+    id_hash(row->hash, id, 0);
+    row->has_hash = 1;
+}
+
+/* A row with every column set to something other than its default. */
+static void row_make_full(kw_key_row *row, const char *id)
+{
+    static const char *const scopes[] = {"orders:read", "orders:*", "*"};
+
+    row_make(row, id, "acme_live", "owner-1");
+    free(row->rec.name);
+    row->rec.name = xstrdup("a name with spaces");
+    free(row->rec.meta);
+    row->rec.meta = xstrdup("{\"a\":1,\"b\":\"x\"}");
+    free(row->rec.scopes);
+    row_scopes(row, 3, scopes);
+    row->rec.created_at = 1700000001;
+    row->rec.not_before = 1700000002;
+    row->rec.expires_at = 1700000003;
+    row->rec.last_used_at = 1700000004;
+    row->rec.enabled = 0;
+    row->rec.revoked_at = 1700000005;
+    row->rec.credits = 0;
+    row->rec.rate_limit = 7;
+    row->rec.rate_window_ms = 1500;
+    snprintf(row->credits_from, sizeof(row->credits_from), "%s", ID_D);
+    row->rl_start_ms = 1700000000123LL;
+    row->rl_count = 3;
+    row->rl_prev = 2;
+    snprintf(row->rec.rotated_from, sizeof(row->rec.rotated_from), "%s", ID_C);
+    snprintf(row->rec.rotated_to, sizeof(row->rec.rotated_to), "%s", ID_X);
+    row->rec.external_id = xstrdup("seed:42");
+    id_hash(row->legacy_sha256, id, 100);
+    row->has_legacy = 1;
+    row->rec.legacy = 1;
+}
+
+static void assert_rec_equal(const kw_key_record *a, const kw_key_record *b)
+{
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->prefix, b->prefix);
+    assert_string_equal(a->owner, b->owner);
+    assert_string_equal(a->name, b->name);
+    assert_string_equal(a->meta, b->meta);
+    assert_int_equal(a->nscopes, b->nscopes);
+    for (size_t i = 0; i < a->nscopes; i++)
+        assert_string_equal(a->scopes[i], b->scopes[i]);
+    assert_int_equal(a->created_at, b->created_at);
+    assert_int_equal(a->not_before, b->not_before);
+    assert_int_equal(a->expires_at, b->expires_at);
+    assert_int_equal(a->last_used_at, b->last_used_at);
+    assert_int_equal(a->enabled, b->enabled);
+    assert_int_equal(a->revoked_at, b->revoked_at);
+    assert_int_equal(a->credits, b->credits);
+    assert_int_equal(a->rate_limit, b->rate_limit);
+    assert_int_equal(a->rate_window_ms, b->rate_window_ms);
+    assert_string_equal(a->rotated_from, b->rotated_from);
+    assert_string_equal(a->rotated_to, b->rotated_to);
+    assert_int_equal(a->legacy, b->legacy);
+    if (a->external_id == NULL)
+        assert_null(b->external_id);
+    else
+        assert_string_equal(a->external_id, b->external_id);
+}
+
+static void assert_row_equal(const kw_key_row *a, const kw_key_row *b)
+{
+    assert_rec_equal(&a->rec, &b->rec);
+    assert_int_equal(a->has_hash, b->has_hash);
+    if (a->has_hash)
+        assert_memory_equal(a->hash, b->hash, 32);
+    assert_int_equal(a->has_legacy, b->has_legacy);
+    if (a->has_legacy)
+        assert_memory_equal(a->legacy_sha256, b->legacy_sha256, 32);
+    assert_string_equal(a->credits_from, b->credits_from);
+    assert_int_equal(a->rl_start_ms, b->rl_start_ms);
+    assert_int_equal(a->rl_count, b->rl_count);
+    assert_int_equal(a->rl_prev, b->rl_prev);
+}
+
+static void insert_simple(kw_store *s, const char *id, const char *prefix, const char *owner)
+{
+    kw_key_row row;
+
+    row_make(&row, id, prefix, owner);
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+    kwi_key_row_clear(&row);
+}
+
+static int64_t credits_of(kw_store *s, const char *id)
+{
+    kw_key_row got;
+    int64_t c;
+
+    assert_int_equal(s->ops->key_get(s, id, &got), KW_OK);
+    c = got.rec.credits;
+    kwi_key_row_clear(&got);
+    return c;
+}
+
+static void insert_with_credits(kw_store *s, const char *id, int64_t credits)
+{
+    kw_key_row row;
+
+    row_make(&row, id, "kw_live", "o");
+    row.rec.credits = credits;
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+    kwi_key_row_clear(&row);
+}
+
+/* ---- the contract ---------------------------------------------------------- */
+
+static void c_roundtrip_full(kw_store *s)
+{
+    kw_key_row row, got;
+
+    row_make_full(&row, ID_A);
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_row_equal(&row, &got);
+    kwi_key_row_clear(&got);
+    kwi_key_row_clear(&row);
+}
+
+static void c_roundtrip_minimal(kw_store *s)
+{
+    kw_key_row row, got;
+
+    /* Unlimited credits (NULL), no external id, no rotation, no hash but a
+     * legacy one (an imported seed key), empty prefix. */
+    row_make(&row, ID_B, "", "u");
+    row.has_hash = 0;
+    id_hash(row.legacy_sha256, ID_B, 9);
+    row.has_legacy = 1;
+    row.rec.legacy = 1;
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_B, &got), KW_OK);
+    assert_row_equal(&row, &got);
+    assert_int_equal(got.rec.credits, KW_CREDITS_UNLIMITED);
+    assert_null(got.rec.external_id);
+    assert_int_equal(got.has_hash, 0);
+    assert_int_equal(got.rec.legacy, 1);
+    kwi_key_row_clear(&got);
+    kwi_key_row_clear(&row);
+}
+
+static void c_credits_null_vs_zero(kw_store *s)
+{
+    insert_with_credits(s, ID_A, 0);
+    insert_with_credits(s, ID_B, KW_CREDITS_UNLIMITED);
+    insert_with_credits(s, ID_C, 5);
+    assert_int_equal(credits_of(s, ID_A), 0);
+    assert_int_equal(credits_of(s, ID_B), KW_CREDITS_UNLIMITED);
+    assert_int_equal(credits_of(s, ID_C), 5);
+}
+
+static void c_get_unknown(kw_store *s)
+{
+    kw_key_row got;
+    unsigned char h[32];
+
+    insert_simple(s, ID_A, "kw_live", "o");
+    assert_int_equal(s->ops->key_get(s, ID_X, &got), KW_ERR_NOT_FOUND);
+    id_hash(h, ID_X, 0);
+    assert_int_equal(s->ops->key_find_hash(s, h, &got), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_find_legacy(s, h, &got), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_find_external(s, "seed:nope", &got), KW_ERR_NOT_FOUND);
+}
+
+static void c_find_by_hash_legacy_external(kw_store *s)
+{
+    kw_key_row row, got;
+
+    row_make_full(&row, ID_A);
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+    insert_simple(s, ID_B, "kw_live", "o");
+
+    assert_int_equal(s->ops->key_find_hash(s, row.hash, &got), KW_OK);
+    assert_row_equal(&row, &got);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_find_legacy(s, row.legacy_sha256, &got), KW_OK);
+    assert_row_equal(&row, &got);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_find_external(s, "seed:42", &got), KW_OK);
+    assert_row_equal(&row, &got);
+    kwi_key_row_clear(&got);
+    kwi_key_row_clear(&row);
+}
+
+static void c_duplicates_conflict(kw_store *s)
+{
+    kw_key_row row, dup, got;
+    size_t n;
+    kw_key_record *list;
+    kw_key_filter f = {.limit = 10};
+
+    row_make_full(&row, ID_A);
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+
+    /* Same id, everything else different. */
+    row_make(&dup, ID_A, "kw_live", "other");
+    id_hash(dup.hash, ID_B, 0);
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    kwi_key_row_clear(&dup);
+
+    /* Same hash under another id. */
+    row_make(&dup, ID_B, "kw_live", "other");
+    memcpy(dup.hash, row.hash, 32);
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    kwi_key_row_clear(&dup);
+
+    /* Same legacy hash under another id. */
+    row_make(&dup, ID_B, "", "other");
+    dup.has_hash = 0;
+    memcpy(dup.legacy_sha256, row.legacy_sha256, 32);
+    dup.has_legacy = 1;
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    kwi_key_row_clear(&dup);
+
+    /* Same external id under another id. */
+    row_make(&dup, ID_B, "", "other");
+    dup.rec.external_id = xstrdup("seed:42");
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    kwi_key_row_clear(&dup);
+
+    /* Nothing of the refused rows was stored; the original is intact. */
+    assert_int_equal(s->ops->key_get(s, ID_B, &got), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_row_equal(&row, &got);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_list(s, &f, &list, &n), KW_OK);
+    assert_int_equal(n, 1);
+    kw_key_records_free(list, n);
+    kwi_key_row_clear(&row);
+}
+
+static void c_put_overwrites(kw_store *s)
+{
+    kw_key_row row, full, got;
+
+    insert_simple(s, ID_A, "kw_live", "o");
+    /* Every column replaced with the full row's values (same id). */
+    row_make_full(&full, ID_A);
+    assert_int_equal(s->ops->key_put(s, &full), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_row_equal(&full, &got);
+    kwi_key_row_clear(&got);
+
+    /* And back: NULL credits, no external id, no legacy, no rotation. */
+    row_make(&row, ID_A, "kw_live", "o2");
+    assert_int_equal(s->ops->key_put(s, &row), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_row_equal(&row, &got);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_find_external(s, "seed:42", &got), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_find_legacy(s, full.legacy_sha256, &got), KW_ERR_NOT_FOUND);
+    kwi_key_row_clear(&row);
+    kwi_key_row_clear(&full);
+}
+
+static void c_put_unknown(kw_store *s)
+{
+    kw_key_row row, got;
+
+    insert_simple(s, ID_A, "kw_live", "o");
+    row_make(&row, ID_X, "kw_live", "o");
+    id_hash(row.hash, ID_X, 0);
+    assert_int_equal(s->ops->key_put(s, &row), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_get(s, ID_X, &got), KW_ERR_NOT_FOUND);
+    kwi_key_row_clear(&row);
+}
+
+/* List with a filter; the ids returned, in order, joined by ','. */
+static void list_ids(kw_store *s, const char *owner, const char *prefix, const char *after,
+                     size_t limit, char *out, size_t cap)
+{
+    kw_key_filter f = {.owner = owner, .prefix = prefix, .after = after, .limit = limit};
+    kw_key_record *recs = NULL;
+    size_t n = 0, used = 0;
+
+    assert_int_equal(s->ops->key_list(s, &f, &recs, &n), KW_OK);
+    assert_true(n <= limit);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + used, cap - used, "%s%s", i ? "," : "", recs[i].id);
+        assert_true(w > 0 && (size_t)w < cap - used);
+        used += (size_t)w;
+    }
+    kw_key_records_free(recs, n);
+}
+
+static void c_list(kw_store *s)
+{
+    char ids[256];
+
+    /* Inserted out of order. */
+    insert_simple(s, ID_C, "kw_live", "alice");
+    insert_simple(s, ID_A, "kw_live", "bob");
+    insert_simple(s, ID_D, "kw_test", "alice");
+    insert_simple(s, ID_B, "acme", "alice");
+    insert_simple(s, ID_X, "kw_live", "carol");
+
+    list_ids(s, NULL, NULL, NULL, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_A "," ID_B "," ID_C "," ID_D "," ID_X);
+    list_ids(s, "alice", NULL, NULL, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_B "," ID_C "," ID_D);
+    list_ids(s, NULL, "kw_live", NULL, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_A "," ID_C "," ID_X);
+    list_ids(s, "alice", "kw_live", NULL, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_C);
+    list_ids(s, "nobody", NULL, NULL, 100, ids, sizeof(ids));
+    assert_string_equal(ids, "");
+
+    /* Cursor: strictly after. Limit. */
+    list_ids(s, NULL, NULL, ID_B, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_C "," ID_D "," ID_X);
+    list_ids(s, NULL, NULL, NULL, 2, ids, sizeof(ids));
+    assert_string_equal(ids, ID_A "," ID_B);
+    list_ids(s, NULL, NULL, ID_B, 2, ids, sizeof(ids));
+    assert_string_equal(ids, ID_C "," ID_D);
+    list_ids(s, NULL, NULL, ID_D, 2, ids, sizeof(ids));
+    assert_string_equal(ids, ID_X);
+    list_ids(s, NULL, NULL, ID_X, 2, ids, sizeof(ids));
+    assert_string_equal(ids, "");
+    list_ids(s, "alice", NULL, ID_B, 1, ids, sizeof(ids));
+    assert_string_equal(ids, ID_C);
+    list_ids(s, NULL, "kw_live", "", 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_A "," ID_C "," ID_X);
+}
+
+static void c_list_records_complete(kw_store *s)
+{
+    kw_key_filter f = {.limit = 10};
+    kw_key_record *recs;
+    kw_key_row row;
+    size_t n;
+
+    row_make_full(&row, ID_A);
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+    assert_int_equal(s->ops->key_list(s, &f, &recs, &n), KW_OK);
+    assert_int_equal(n, 1);
+    assert_rec_equal(&row.rec, &recs[0]);
+    kw_key_records_free(recs, n);
+    kwi_key_row_clear(&row);
+}
+
+static void c_spend(kw_store *s)
+{
+    int64_t rem = 12345;
+
+    insert_with_credits(s, ID_A, 3);
+    assert_int_equal(s->ops->key_spend(s, ID_A, 1, &rem), KW_OK);
+    assert_int_equal(rem, 2);
+    assert_int_equal(s->ops->key_spend(s, ID_A, 2, &rem), KW_OK);
+    assert_int_equal(rem, 0);
+    assert_int_equal(credits_of(s, ID_A), 0);
+    /* Never below zero. */
+    assert_int_equal(s->ops->key_spend(s, ID_A, 1, &rem), KW_ERR_CONFLICT);
+    assert_int_equal(credits_of(s, ID_A), 0);
+}
+
+static void c_spend_too_much_changes_nothing(kw_store *s)
+{
+    int64_t rem = 0;
+
+    insert_with_credits(s, ID_A, 5);
+    assert_int_equal(s->ops->key_spend(s, ID_A, 6, &rem), KW_ERR_CONFLICT);
+    assert_int_equal(credits_of(s, ID_A), 5);
+    assert_int_equal(s->ops->key_spend(s, ID_A, 5, &rem), KW_OK);
+    assert_int_equal(rem, 0);
+    assert_int_equal(credits_of(s, ID_A), 0);
+}
+
+static void c_spend_unlimited_and_unknown(kw_store *s)
+{
+    int64_t rem = 0;
+
+    insert_with_credits(s, ID_A, KW_CREDITS_UNLIMITED);
+    assert_int_equal(s->ops->key_spend(s, ID_A, 1000000, &rem), KW_OK);
+    assert_int_equal(rem, KW_CREDITS_UNLIMITED);
+    assert_int_equal(credits_of(s, ID_A), KW_CREDITS_UNLIMITED);
+    assert_int_equal(s->ops->key_spend(s, ID_X, 1, &rem), KW_ERR_NOT_FOUND);
+}
+
+static void c_spend_only_that_key(kw_store *s)
+{
+    int64_t rem = 0;
+
+    insert_with_credits(s, ID_A, 10);
+    insert_with_credits(s, ID_B, 10);
+    assert_int_equal(s->ops->key_spend(s, ID_A, 4, &rem), KW_OK);
+    assert_int_equal(rem, 6);
+    assert_int_equal(credits_of(s, ID_B), 10);
+}
+
+static void c_touch(kw_store *s)
+{
+    kw_key_row row, got;
+
+    row_make(&row, ID_A, "kw_live", "o");
+    row.rec.rate_limit = 5;
+    row.rec.rate_window_ms = 1000;
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+
+    row.rec.last_used_at = 2000;
+    row.rl_start_ms = 111;
+    row.rl_count = 2;
+    row.rl_prev = 1;
+    assert_int_equal(s->ops->key_touch(s, &row), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_int_equal(got.rec.last_used_at, 2000);
+    assert_int_equal(got.rl_start_ms, 111);
+    assert_int_equal(got.rl_count, 2);
+    assert_int_equal(got.rl_prev, 1);
+    kwi_key_row_clear(&got);
+
+    /* An older use never moves last_used_at backwards; rl state is taken. */
+    row.rec.last_used_at = 1000;
+    row.rl_start_ms = 222;
+    row.rl_count = 4;
+    row.rl_prev = 0;
+    assert_int_equal(s->ops->key_touch(s, &row), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_int_equal(got.rec.last_used_at, 2000);
+    assert_int_equal(got.rl_start_ms, 222);
+    assert_int_equal(got.rl_count, 4);
+    assert_int_equal(got.rl_prev, 0);
+    kwi_key_row_clear(&got);
+
+    /* Touch changes nothing else (e.g. a stale owner in the row). */
+    free(row.rec.owner);
+    row.rec.owner = xstrdup("stale");
+    row.rec.credits = 99;
+    row.rec.last_used_at = 3000;
+    assert_int_equal(s->ops->key_touch(s, &row), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_int_equal(got.rec.last_used_at, 3000);
+    assert_string_equal(got.rec.owner, "o");
+    assert_int_equal(got.rec.credits, KW_CREDITS_UNLIMITED);
+    kwi_key_row_clear(&got);
+    kwi_key_row_clear(&row);
+}
+
+static void c_set_hash(kw_store *s)
+{
+    kw_key_row row, got;
+    unsigned char h[32];
+
+    row_make(&row, ID_A, "", "seeduser");
+    row.has_hash = 0;
+    id_hash(row.legacy_sha256, ID_A, 50);
+    row.has_legacy = 1;
+    row.rec.legacy = 1;
+    assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
+
+    id_hash(h, ID_A, 77);
+    assert_int_equal(s->ops->key_set_hash(s, ID_A, h), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_int_equal(got.has_hash, 1);
+    assert_memory_equal(got.hash, h, 32);
+    assert_int_equal(got.has_legacy, 0);
+    assert_int_equal(got.rec.legacy, 0);
+    assert_string_equal(got.rec.owner, "seeduser");
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_find_legacy(s, row.legacy_sha256, &got), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_find_hash(s, h, &got), KW_OK);
+    assert_string_equal(got.rec.id, ID_A);
+    kwi_key_row_clear(&got);
+    kwi_key_row_clear(&row);
+}
+
+static void c_count_imported(kw_store *s)
+{
+    int64_t n = -1;
+
+    assert_int_equal(s->ops->key_count_imported(s, &n), KW_OK);
+    assert_int_equal(n, 0);
+    insert_simple(s, ID_A, "kw_live", "o");
+    insert_simple(s, ID_B, "", "o");
+    insert_simple(s, ID_C, "", "o");
+    assert_int_equal(s->ops->key_count_imported(s, &n), KW_OK);
+    assert_int_equal(n, 2);
+}
+
+static void c_meta(kw_store *s)
+{
+    unsigned char buf[64], big[40];
+    size_t len = 999;
+
+    assert_int_equal(s->ops->meta_get(s, "nope", buf, sizeof(buf), &len), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->meta_set(s, "a", "hello", 5), KW_OK);
+    assert_int_equal(s->ops->meta_get(s, "a", buf, sizeof(buf), &len), KW_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+
+    /* Binary values with NUL bytes survive. */
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (unsigned char)(i * 7);
+    assert_int_equal(s->ops->meta_set(s, "b", big, sizeof(big)), KW_OK);
+
+    /* Overwrite, shorter. */
+    assert_int_equal(s->ops->meta_set(s, "a", "hi", 2), KW_OK);
+    assert_int_equal(s->ops->meta_get(s, "a", buf, sizeof(buf), &len), KW_OK);
+    assert_int_equal(len, 2);
+    assert_memory_equal(buf, "hi", 2);
+
+    assert_int_equal(s->ops->meta_get(s, "b", buf, sizeof(buf), &len), KW_OK);
+    assert_int_equal(len, sizeof(big));
+    assert_memory_equal(buf, big, sizeof(big));
+
+    /* Exactly fitting buffer is fine; one byte less is an error and the
+     * buffer past its cap is untouched. */
+    assert_int_equal(s->ops->meta_get(s, "b", buf, sizeof(big), &len), KW_OK);
+    memset(buf, 0xAB, sizeof(buf));
+    len = 999;
+    {
+        kw_rc rc = s->ops->meta_get(s, "b", buf, sizeof(big) - 1, &len);
+        assert_int_not_equal(rc, KW_OK);
+        assert_int_not_equal(rc, KW_ERR_NOT_FOUND);
+    }
+    assert_int_equal(buf[sizeof(big) - 1], 0xAB);
+}
+
+static void audit_row(kw_audit_row *row, int64_t seq, const char *action, const char *target)
+{
+    memset(row, 0, sizeof(*row));
+    row->r.seq = seq;
+    row->r.at = 1700000000 + seq;
+    row->r.actor = xstrdup("actor1");
+    row->r.action = xstrdup(action);
+    row->r.target = xstrdup(target);
+    row->r.client = xstrdup("10.0.0.1");
+    row->r.result = xstrdup("ok");
+    row->r.detail = xstrdup("{\"n\":1}");
+    for (size_t i = 0; i < 32; i++)
+        row->mac[i] = (unsigned char)(seq * 31 + (int64_t)i);
+}
+
+static void audit_fill(kw_store *s, int64_t n)
+{
+    for (int64_t seq = 1; seq <= n; seq++) {
+        kw_audit_row row;
+        audit_row(&row, seq, seq % 2 ? "key.create" : "key.revoke", seq <= 3 ? ID_A : ID_B);
+        assert_int_equal(s->ops->audit_append(s, &row), KW_OK);
+        kwi_audit_record_clear(&row.r);
+    }
+}
+
+/* Audit list; the seqs returned joined by ','. */
+static void audit_seqs(kw_store *s, int64_t after, size_t limit, const char *action,
+                       const char *target, char *out, size_t cap)
+{
+    kw_audit_filter f = {.after = after, .limit = limit, .action = action, .target = target};
+    kw_audit_row *rows = NULL;
+    size_t n = 0, used = 0;
+
+    assert_int_equal(s->ops->audit_list(s, &f, &rows, &n), KW_OK);
+    assert_true(n <= limit);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + used, cap - used, "%s%lld", i ? "," : "", (long long)rows[i].r.seq);
+        assert_true(w > 0 && (size_t)w < cap - used);
+        used += (size_t)w;
+    }
+    kwi_audit_rows_free(rows, n);
+}
+
+static void c_audit_roundtrip(kw_store *s)
+{
+    kw_audit_filter f = {.limit = 10};
+    kw_audit_row row, *rows;
+    size_t n;
+
+    audit_row(&row, 1, "key.create", ID_A);
+    assert_int_equal(s->ops->audit_append(s, &row), KW_OK);
+    assert_int_equal(s->ops->audit_list(s, &f, &rows, &n), KW_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].r.seq, 1);
+    assert_int_equal(rows[0].r.at, row.r.at);
+    assert_string_equal(rows[0].r.actor, row.r.actor);
+    assert_string_equal(rows[0].r.action, row.r.action);
+    assert_string_equal(rows[0].r.target, row.r.target);
+    assert_string_equal(rows[0].r.client, row.r.client);
+    assert_string_equal(rows[0].r.result, row.r.result);
+    assert_string_equal(rows[0].r.detail, row.r.detail);
+    assert_memory_equal(rows[0].mac, row.mac, 32);
+    kwi_audit_rows_free(rows, n);
+
+    /* A sequence number is written once. */
+    assert_int_equal(s->ops->audit_append(s, &row), KW_ERR_CONFLICT);
+    kwi_audit_record_clear(&row.r);
+}
+
+static void c_audit_list(kw_store *s)
+{
+    char seqs[128];
+
+    audit_seqs(s, 0, 10, NULL, NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "");
+    audit_fill(s, 6);
+    audit_seqs(s, 0, 100, NULL, NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "1,2,3,4,5,6");
+    audit_seqs(s, 0, 4, NULL, NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "1,2,3,4");
+    audit_seqs(s, 4, 4, NULL, NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "5,6");
+    audit_seqs(s, 6, 4, NULL, NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "");
+    audit_seqs(s, 0, 100, "key.create", NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "1,3,5");
+    audit_seqs(s, 0, 100, NULL, ID_B, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "4,5,6");
+    audit_seqs(s, 0, 100, "key.revoke", ID_A, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "2");
+    audit_seqs(s, 2, 1, "key.create", NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "3");
+    audit_seqs(s, 0, 100, "key.rotate", NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "");
+}
+
+static void c_rollback_discards(kw_store *s)
+{
+    kw_key_row got;
+    unsigned char buf[8];
+    size_t len;
+    char seqs[32];
+
+    assert_int_equal(s->ops->begin(s), KW_OK);
+    insert_simple(s, ID_A, "kw_live", "o");
+    assert_int_equal(s->ops->meta_set(s, "m", "x", 1), KW_OK);
+    audit_fill(s, 1);
+    /* Inside the transaction the writes are visible... */
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    kwi_key_row_clear(&got);
+    s->ops->rollback(s);
+    /* ...and gone after the rollback. */
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->meta_get(s, "m", buf, sizeof(buf), &len), KW_ERR_NOT_FOUND);
+    audit_seqs(s, 0, 10, NULL, NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "");
+    /* A rollback with no transaction open is harmless. */
+    s->ops->rollback(s);
+    insert_simple(s, ID_B, "kw_live", "o");
+    assert_int_equal(s->ops->key_get(s, ID_B, &got), KW_OK);
+    kwi_key_row_clear(&got);
+}
+
+static void c_commit_keeps(kw_store *s)
+{
+    kw_key_row got;
+    unsigned char buf[8];
+    size_t len = 0;
+    char seqs[32];
+    int64_t rem;
+
+    insert_with_credits(s, ID_B, 4);
+    assert_int_equal(s->ops->begin(s), KW_OK);
+    insert_simple(s, ID_A, "kw_live", "o");
+    assert_int_equal(s->ops->meta_set(s, "m", "x", 1), KW_OK);
+    audit_fill(s, 1);
+    assert_int_equal(s->ops->key_spend(s, ID_B, 3, &rem), KW_OK);
+    assert_int_equal(s->ops->commit(s), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->meta_get(s, "m", buf, sizeof(buf), &len), KW_OK);
+    assert_int_equal(len, 1);
+    audit_seqs(s, 0, 10, NULL, NULL, seqs, sizeof(seqs));
+    assert_string_equal(seqs, "1");
+    assert_int_equal(credits_of(s, ID_B), 1);
+
+    /* A spend inside a rolled back transaction is undone. */
+    assert_int_equal(s->ops->begin(s), KW_OK);
+    assert_int_equal(s->ops->key_spend(s, ID_B, 1, &rem), KW_OK);
+    assert_int_equal(rem, 0);
+    s->ops->rollback(s);
+    assert_int_equal(credits_of(s, ID_B), 1);
+}
+
+typedef struct contract_case {
+    const char *name;
+    void (*fn)(kw_store *s);
+} contract_case;
+
+/* clang-format off */
+#define CASE(f) {#f, f}
+/* clang-format on */
+static const contract_case contract[] = {
+    CASE(c_roundtrip_full),
+    CASE(c_roundtrip_minimal),
+    CASE(c_credits_null_vs_zero),
+    CASE(c_get_unknown),
+    CASE(c_find_by_hash_legacy_external),
+    CASE(c_duplicates_conflict),
+    CASE(c_put_overwrites),
+    CASE(c_put_unknown),
+    CASE(c_list),
+    CASE(c_list_records_complete),
+    CASE(c_spend),
+    CASE(c_spend_too_much_changes_nothing),
+    CASE(c_spend_unlimited_and_unknown),
+    CASE(c_spend_only_that_key),
+    CASE(c_touch),
+    CASE(c_set_hash),
+    CASE(c_count_imported),
+    CASE(c_meta),
+    CASE(c_audit_roundtrip),
+    CASE(c_audit_list),
+    CASE(c_rollback_discards),
+    CASE(c_commit_keeps),
+};
+#define NCONTRACT (sizeof(contract) / sizeof(contract[0]))
+
+/* cmocka glue: *state starts as the case and becomes the fixture. */
+typedef struct fixture {
+    const contract_case *c;
+    const backend *b;
+    kw_store *s;
+    void *handle;
+} fixture;
+
+static const backend *current_backend;
+
+static int contract_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    f->c = *state;
+    f->b = current_backend;
+    f->s = f->b->make(&f->handle);
+    *state = f;
+    return 0;
+}
+
+static int contract_teardown(void **state)
+{
+    fixture *f = *state;
+
+    f->b->destroy(f->s, f->handle);
+    free(f);
+    return 0;
+}
+
+static void contract_run(void **state)
+{
+    fixture *f = *state;
+
+    f->c->fn(f->s);
+}
+
+/* ---- SQLite schema ------------------------------------------------------- */
+
+static void sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *err = NULL;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("sql: %s", err ? err : "?");
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static void test_schema_missing_file(void **state)
+{
+    char err[256] = "";
+    kw_store *s = NULL;
+    tmpdir t;
+
+    (void)state;
+    tmpdir_make(&t);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 0, err), KW_ERR_NO_DATABASE);
+    assert_null(s);
+    assert_true(err[0] != '\0');
+    /* Nothing was created. */
+    assert_int_not_equal(access(t.path, F_OK), 0);
+    tmpdir_remove(&t);
+}
+
+static void test_schema_create_then_reopen(void **state)
+{
+    char err[256] = "";
+    kw_store *s = NULL;
+    kw_key_row got;
+    tmpdir t;
+
+    (void)state;
+    tmpdir_make(&t);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 1, err), KW_OK);
+    insert_simple(s, ID_A, "kw_live", "o");
+    s->ops->close(s);
+    s = NULL;
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 0, err), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    kwi_key_row_clear(&got);
+    s->ops->close(s);
+    /* create on an existing database keeps its data. */
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 1, err), KW_OK);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    kwi_key_row_clear(&got);
+    s->ops->close(s);
+    tmpdir_remove(&t);
+}
+
+static void test_schema_newer(void **state)
+{
+    char err[256] = "", sql[64];
+    kw_store *s = NULL;
+    tmpdir t;
+
+    (void)state;
+    tmpdir_make(&t);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 1, err), KW_OK);
+    s->ops->close(s);
+    s = NULL;
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", KWI_SCHEMA_VERSION + 1);
+    sql_exec(t.path, sql);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 0, err), KW_ERR_SCHEMA);
+    assert_null(s);
+    assert_true(err[0] != '\0');
+    /* Not even with create: a newer schema is never touched. */
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 1, err), KW_ERR_SCHEMA);
+    assert_null(s);
+    tmpdir_remove(&t);
+}
+
+static void test_schema_not_keyward(void **state)
+{
+    char err[256] = "";
+    kw_store *s = NULL;
+    tmpdir t;
+    FILE *fp;
+
+    (void)state;
+    tmpdir_make(&t);
+    /* An empty (zero-byte) file is an empty SQLite database. */
+    fp = fopen(t.path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 0, err), KW_ERR_NO_DATABASE);
+    assert_null(s);
+
+    /* Another application's SQLite database. */
+    sql_exec(t.path, "CREATE TABLE api_keys (id TEXT PRIMARY KEY); INSERT INTO api_keys VALUES "
+                     "('x');");
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 0, err), KW_ERR_NO_DATABASE);
+    assert_null(s);
+
+    /* Not SQLite at all. */
+    fp = fopen(t.path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 200; i++)
+        fputs("this is not a database\n", fp);
+    fclose(fp);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 0, err), KW_ERR_NO_DATABASE);
+    assert_null(s);
+    tmpdir_remove(&t);
+}
+
+/*
+ * A database its user cannot write. Root ignores file modes, so when run as
+ * root the check runs in a child that drops to an unprivileged uid (nobody);
+ * if that is not possible the case is skipped.
+ */
+static int readonly_check(const char *path)
+{
+    char err[256] = "";
+    kw_store *s = NULL;
+    kw_rc rc;
+
+    rc = kwi_sqlite_open(&s, path, 0, err);
+    if (rc == KW_ERR_READONLY)
+        return 0;
+    if (rc != KW_OK) {
+        fprintf(stderr, "read-only open: rc %d: %s\n", rc, err);
+        return 10 + (int)rc;
+    }
+    rc = s->ops->meta_set(s, "m", "x", 1);
+    s->ops->close(s);
+    if (rc != KW_ERR_READONLY) {
+        fprintf(stderr, "write to read-only database: rc %d\n", rc);
+        return 40 + (int)rc;
+    }
+    return 0;
+}
+
+static void test_schema_readonly(void **state)
+{
+    char err[256] = "";
+    kw_store *s = NULL;
+    tmpdir t;
+    int status = 0;
+    pid_t pid;
+
+    (void)state;
+    tmpdir_make(&t);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 1, err), KW_OK);
+    insert_simple(s, ID_A, "kw_live", "o");
+    s->ops->close(s);
+    assert_int_equal(chmod(t.path, 0444), 0);
+    assert_int_equal(chmod(t.dir, 0555), 0);
+    if (geteuid() != 0) {
+        assert_int_equal(readonly_check(t.path), 0);
+    } else {
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            if (setgid(65534) != 0 || setuid(65534) != 0)
+                _exit(99);
+            _exit(readonly_check(t.path));
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 99) {
+            assert_int_equal(chmod(t.dir, 0700), 0);
+            tmpdir_remove(&t);
+            skip(); /* root without CAP_SETUID: cannot make a read-only file */
+        }
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(chmod(t.dir, 0700), 0);
+    tmpdir_remove(&t);
+}
+
+int main(void)
+{
+    struct CMUnitTest tests[NCONTRACT];
+    const struct CMUnitTest schema[] = {
+        cmocka_unit_test(test_schema_missing_file),
+        cmocka_unit_test(test_schema_create_then_reopen),
+        cmocka_unit_test(test_schema_newer),
+        cmocka_unit_test(test_schema_not_keyward),
+        cmocka_unit_test(test_schema_readonly),
+    };
+    int failed = 0;
+
+    if (kw_init() != KW_OK)
+        return 1;
+    for (size_t i = 0; i < NCONTRACT; i++) {
+        tests[i].name = contract[i].name;
+        tests[i].test_func = contract_run;
+        tests[i].setup_func = contract_setup;
+        tests[i].teardown_func = contract_teardown;
+        tests[i].initial_state = (void *)&contract[i];
+    }
+    for (size_t b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+        current_backend = &backends[b];
+        failed += cmocka_run_group_tests_name(backends[b].name, tests, NULL, NULL);
+    }
+    failed += cmocka_run_group_tests_name("sqlite_schema", schema, NULL, NULL);
+    return failed;
+}
