@@ -35,8 +35,11 @@ step 'keyward key verify --scope orders:read --key-env KEY'
 step 'keyward key verify --scope billing:read --key-env KEY'
 "$kw" key verify --scope billing:read --key-env KEY || true
 step "keyward key rotate $ID --grace 1h"
-NEW=$("$kw" key rotate "$ID" --grace 1h --json | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+rotated=$("$kw" key rotate "$ID" --grace 1h --json)
+NEW=$(printf '%s' "$rotated" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 export NEW
+printf 'new key %s (shown once); %s now expires in 1h\n' \
+    "$(printf '%s' "$rotated" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')" "$ID"
 step 'keyward key verify --key-env NEW --json'
 "$kw" key verify --key-env NEW --json
 step "keyward key revoke $ID"
