@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 const kw_actor kwt_actor = {"test", "local"};
@@ -72,4 +73,52 @@ kw_verdict kwt_verify(kwt_db *t, const kw_secret *key, const char *const *scopes
     if (out == &local)
         kw_verify_result_clear(&local);
     return v;
+}
+
+int kwt_setup(void **state)
+{
+    kwt_db *t = calloc(1, sizeof(*t));
+
+    assert_non_null(t);
+    kwt_db_open(t);
+    *state = t;
+    return 0;
+}
+
+int kwt_teardown(void **state)
+{
+    kwt_db *t = *state;
+
+    kwt_db_close(t);
+    free(t);
+    return 0;
+}
+
+int64_t kwt_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kwt_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (ms > 0 && nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+void kwt_align_to_second(void)
+{
+    int64_t ms = kwt_now_ms() % 1000;
+
+    if (ms > 300)
+        kwt_sleep_ms(1000 - ms + 10);
+}
+
+void kwt_sleep_until(int64_t t)
+{
+    kwt_sleep_ms(t * 1000 - kwt_now_ms() + 20);
 }

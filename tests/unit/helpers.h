@@ -27,4 +27,16 @@ kw_secret *kwt_key(kwt_db *t, const kw_key_params *p, kw_key_record *rec);
 kw_verdict kwt_verify(kwt_db *t, const kw_secret *key, const char *const *scopes, uint32_t cost,
                       kw_verify_result *out);
 
+/* cmocka fixtures: a fresh kwt_db in *state. */
+int kwt_setup(void **state);
+int kwt_teardown(void **state);
+
+/* The library's clock (CLOCK_REALTIME) in ms, and sleeping on it. */
+int64_t kwt_now_ms(void);
+void kwt_sleep_ms(int64_t ms);
+/* Wait for the start of a second, so that "now + 1" is most of a second away. */
+void kwt_align_to_second(void);
+/* Sleep until the library's clock reads at least `t` (Unix seconds). */
+void kwt_sleep_until(int64_t t);
+
 #endif

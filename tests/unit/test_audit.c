@@ -22,25 +22,6 @@
 
 static const kw_actor admin = {"AdminKey0001", "10.1.2.3"};
 
-static int setup(void **state)
-{
-    kwt_db *t = calloc(1, sizeof(*t));
-
-    assert_non_null(t);
-    kwt_db_open(t);
-    *state = t;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    kwt_db *t = *state;
-
-    kwt_db_close(t);
-    free(t);
-    return 0;
-}
-
 /* Run SQL on the database file behind the context's back. */
 static void sql(kwt_db *t, const char *text)
 {
@@ -696,24 +677,25 @@ static void test_fail_closed_head(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_every_change_one_record, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_key_material, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_intact_after_many, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_edit_each_field, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_delete_middle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_delete_middle_renumbered, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_truncate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_truncate_all, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_wipe_all, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_swap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_insert_forged, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_append_forged, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_head, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tamper_head_and_tail, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_pepper_cannot_forge, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fail_closed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fail_closed_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_change_one_record, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_list_filters, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_no_key_material, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_intact_after_many, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_edit_each_field, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_delete_middle, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_delete_middle_renumbered, kwt_setup,
+                                        kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_truncate, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_truncate_all, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_wipe_all, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_swap, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_insert_forged, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_append_forged, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_head, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_head_and_tail, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_pepper_cannot_forge, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_fail_closed, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_fail_closed_head, kwt_setup, kwt_teardown),
     };
 
     if (kw_init() != KW_OK)

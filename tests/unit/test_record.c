@@ -17,56 +17,6 @@
 
 #include "helpers.h"
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts); /* the library's clock */
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (ms > 0 && nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-/* Wait for the start of a second, so that "now + 1" is most of a second away. */
-static void align_to_second(void)
-{
-    int64_t ms = now_ms() % 1000;
-
-    if (ms > 300)
-        sleep_ms(1000 - ms + 10);
-}
-
-/* Sleep until the library's clock reads at least `t` (Unix seconds). */
-static void sleep_until(int64_t t)
-{
-    sleep_ms(t * 1000 - now_ms() + 20);
-}
-
-static int setup(void **state)
-{
-    kwt_db *t = calloc(1, sizeof(*t));
-
-    assert_non_null(t);
-    kwt_db_open(t);
-    *state = t;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    kwt_db *t = *state;
-
-    kwt_db_close(t);
-    free(t);
-    return 0;
-}
-
 static kw_key_params params(void)
 {
     kw_key_params p;
@@ -716,7 +666,7 @@ static void test_rotate_grace_expires(void **state)
     kw_secret *key = kwt_key(t, NULL, &rec), *nk = NULL;
     int64_t now;
 
-    align_to_second();
+    kwt_align_to_second();
     now = kw_now();
     assert_int_equal(kw_key_rotate(t->ctx, rec.id, 1, &kwt_actor, &nk, &fresh), KW_OK);
     assert_int_equal(kw_key_get(t->ctx, rec.id, &old), KW_OK);
@@ -724,7 +674,7 @@ static void test_rotate_grace_expires(void **state)
     /* Within the grace period both keys work. */
     assert_int_equal(kwt_verify(t, key, NULL, 0, NULL), KW_VALID);
     assert_int_equal(kwt_verify(t, nk, NULL, 0, NULL), KW_VALID);
-    sleep_until(old.expires_at);
+    kwt_sleep_until(old.expires_at);
     kw_key_record_clear(&old);
     assert_int_equal(kwt_verify(t, key, NULL, 0, &r), KW_EXPIRED);
     assert_string_equal(r.key.rotated_to, fresh.id);
@@ -966,25 +916,26 @@ static void test_record_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_create_prefix, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_owner_name, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_scopes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_meta, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_times_credits_rate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_record, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_get_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_exact_page_and_filters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_update_each_field, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_update_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rotate_copies_settings, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rotate_grace_expires, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rotate_zero_grace_and_earlier_expiry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rotate_credits_move, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rotate_credits_five_split, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rotate_chain_credits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_record_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_prefix, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_create_owner_name, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_create_scopes, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_create_meta, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_create_times_credits_rate, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_create_record, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_get_errors, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_list_paging, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_list_exact_page_and_filters, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_update_each_field, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_update_errors, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_copies_settings, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_grace_expires, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_zero_grace_and_earlier_expiry, kwt_setup,
+                                        kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_credits_move, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_credits_five_split, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_chain_credits, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_record_json, kwt_setup, kwt_teardown),
     };
 
     if (kw_init() != KW_OK)

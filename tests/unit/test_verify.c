@@ -22,56 +22,6 @@
 #define PER_PROC 30
 #define SHARED_CREDITS 50
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts); /* the library's clock */
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (ms > 0 && nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-/* Wait for the start of a second, so that "now + 1" is most of a second away. */
-static void align_to_second(void)
-{
-    int64_t ms = now_ms() % 1000;
-
-    if (ms > 300)
-        sleep_ms(1000 - ms + 10);
-}
-
-/* Sleep until the library's clock reads at least `t` (Unix seconds). */
-static void sleep_until(int64_t t)
-{
-    sleep_ms(t * 1000 - now_ms() + 20);
-}
-
-static int setup(void **state)
-{
-    kwt_db *t = calloc(1, sizeof(*t));
-
-    assert_non_null(t);
-    kwt_db_open(t);
-    *state = t;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    kwt_db *t = *state;
-
-    kwt_db_close(t);
-    free(t);
-    return 0;
-}
-
 /* Verify raw text (not necessarily a key). */
 static kw_verdict verify_text(kwt_db *t, const char *text, size_t len)
 {
@@ -310,12 +260,12 @@ static void test_expired(void **state)
     kw_verify_result r;
     kw_secret *key;
 
-    align_to_second();
+    kwt_align_to_second();
     p.expires_at = kw_now() + 1;
     p.credits = 10;
     key = kwt_key(t, &p, NULL);
     assert_int_equal(kwt_verify(t, key, NULL, 0, NULL), KW_VALID);
-    sleep_until(p.expires_at);
+    kwt_sleep_until(p.expires_at);
     assert_int_equal(kwt_verify(t, key, NULL, 0, &r), KW_EXPIRED);
     assert_int_equal(r.found, 1);
     /* Refused: nothing spent. */
@@ -463,7 +413,7 @@ static void test_rate_limited(void **state)
     assert_int_equal(kwt_verify(t, key, NULL, 0, NULL), KW_RATE_LIMITED);
 
     /* Two whole windows later nothing of the burst counts any more. */
-    sleep_ms(2100);
+    kwt_sleep_ms(2100);
     for (int i = 0; i < 3; i++)
         assert_int_equal(kwt_verify(t, key, NULL, 0, NULL), KW_VALID);
     assert_int_equal(kwt_verify(t, key, NULL, 0, NULL), KW_RATE_LIMITED);
@@ -773,26 +723,28 @@ static void test_concurrent_credits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_valid, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_disabled, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_not_yet_valid, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_scopes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_required_scope, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rate_limited, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usage_exceeded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_usage_cost, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_zero_credits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_order_revoked_first, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_order_scope_spends_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_order_rate_limited_spends_no_credit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_order_disabled_spends_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_last_used, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_pepper, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_credits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_not_found, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_revoked, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_disabled, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_expired, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_not_yet_valid, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_scopes, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_required_scope, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limited, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_exceeded, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_cost, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_zero_credits, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_order_revoked_first, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_order_scope_spends_nothing, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_order_rate_limited_spends_no_credit, kwt_setup,
+                                        kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_order_disabled_spends_nothing, kwt_setup,
+                                        kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_last_used, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_pepper, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_credits, kwt_setup, kwt_teardown),
     };
 
     if (kw_init() != KW_OK)
