@@ -277,19 +277,15 @@ static void print_table_header(void)
 static void print_table_row(const kw_key_record *r)
 {
     char exp[32];
-    char *json = kw_key_record_json(r);
-    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
-    const char *status = json_string_value(json_object_get(o, "status"));
+    const char *status = kw_key_status(r, kw_now());
 
     kwc_time_cell(exp, r->expires_at);
     printf("%-12s  %-10.10s  %-16.16s  %-16.16s  %-8s  %-20s  ", r->id,
            r->prefix[0] ? r->prefix : "-", r->owner[0] ? r->owner : "-", r->name[0] ? r->name : "-",
-           status ? status : "?", exp);
+           status, exp);
     for (size_t i = 0; i < r->nscopes; i++)
         printf("%s%s", i ? "," : "", r->scopes[i]);
     printf("%s\n", r->nscopes ? "" : "-");
-    json_decref(o);
-    free(json);
 }
 
 int key_list_main(kwc_global *g, int argc, char **argv)

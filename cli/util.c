@@ -235,12 +235,7 @@ static void print_scopes(FILE *f, const kw_key_record *r)
 void kwc_print_record(const kw_key_record *r)
 {
     char created[32], nbf[32], exp[32], used[32], revoked[32];
-    int64_t now = kw_now();
-    const char *status = r->revoked_at                             ? "revoked"
-                         : !r->enabled                             ? "disabled"
-                         : (r->expires_at && now >= r->expires_at) ? "expired"
-                         : (r->not_before && now < r->not_before)  ? "pending"
-                                                                   : "active";
+    const char *status = kw_key_status(r, kw_now());
 
     kwc_time_cell(created, r->created_at);
     kwc_time_cell(nbf, r->not_before);

@@ -318,7 +318,7 @@ static json_t *time_or_null(int64_t t)
     return json_string(buf);
 }
 
-static const char *record_status(const kw_key_record *r, int64_t now)
+KW_API const char *kw_key_status(const kw_key_record *r, int64_t now)
 {
     if (r->revoked_at)
         return "revoked";
@@ -355,7 +355,7 @@ static json_t *record_object(const kw_key_record *r)
     json_object_set_new(o, "name", json_string(r->name));
     json_object_set_new(o, "scopes", scopes);
     json_object_set_new(o, "meta", meta ? meta : json_object());
-    json_object_set_new(o, "status", json_string(record_status(r, kw_now())));
+    json_object_set_new(o, "status", json_string(kw_key_status(r, kw_now())));
     json_object_set_new(o, "created_at", time_or_null(r->created_at));
     json_object_set_new(o, "not_before", time_or_null(r->not_before));
     json_object_set_new(o, "expires_at", time_or_null(r->expires_at));

@@ -135,6 +135,13 @@ KW_API kw_rc kw_key_rotate(kw_ctx *ctx, const char *id, int64_t grace_seconds,
 KW_API kw_rc kw_key_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor,
                            kw_key_record *rec_out) KW_WARN_UNUSED;
 
+/**
+ * The record's state at time `now`: "revoked", "disabled", "expired",
+ * "pending" (not yet valid) or "active", in that order of precedence.
+ * @return a static string.
+ */
+KW_API const char *kw_key_status(const kw_key_record *r, int64_t now);
+
 /** Free what a record owns and zero it. Accepts NULL. */
 KW_API void kw_key_record_clear(kw_key_record *r);
 
