@@ -34,6 +34,7 @@ typedef struct kwc_command {
 
 /* One command per noun/verb; defined in cmd_*.c. */
 int init_main(kwc_global *g, int argc, char **argv);
+int serve_main(kwc_global *g, int argc, char **argv);
 int key_create_main(kwc_global *g, int argc, char **argv);
 int key_list_main(kwc_global *g, int argc, char **argv);
 int key_show_main(kwc_global *g, int argc, char **argv);

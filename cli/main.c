@@ -10,6 +10,7 @@
 
 static const kwc_command commands[] = {
     {"init", NULL, init_main, "create the database, the pepper and the first admin key"},
+    {"serve", NULL, serve_main, "serve the HTTP API"},
     {"key", "create", key_create_main, "create a key (printed once)"},
     {"key", "list", key_list_main, "list keys"},
     {"key", "show", key_show_main, "show one key's record"},

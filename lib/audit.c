@@ -146,6 +146,30 @@ kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, c
     return rc;
 }
 
+KW_API kw_rc kw_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action,
+                             const char *target, const char *result, const char *detail)
+{
+    json_t *j = detail ? json_loads(detail, 0, NULL) : NULL;
+    int ok = detail == NULL || json_is_object(j);
+    kw_rc rc;
+
+    json_decref(j);
+    if (!ok || action == NULL || action[0] == '\0') {
+        kwi_seterr(ctx, "an audit record needs an action and a JSON object detail");
+        return KW_ERR_INVALID;
+    }
+    rc = ctx->store->ops->begin(ctx->store);
+    if (rc == KW_OK)
+        rc = kwi_audit_append(ctx, actor, action, target, result, detail);
+    if (rc == KW_OK)
+        rc = ctx->store->ops->commit(ctx->store);
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        ctx->store->ops->rollback(ctx->store);
+    }
+    return rc;
+}
+
 void kwi_audit_record_clear(kw_audit_record *r)
 {
     free(r->actor);

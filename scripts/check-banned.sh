@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 pattern='\b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|atoll|rand|srand|random|drand48|gets)[[:space:]]*\('
-if grep -rnE "$pattern" --include='*.c' --include='*.h' lib cli include tests bench 2>/dev/null; then
+if grep -rnE "$pattern" --include='*.c' --include='*.h' lib cli server include tests bench 2>/dev/null; then
     echo "check-banned: banned function used (see above)" >&2
     exit 1
 fi

@@ -21,5 +21,6 @@ cmake --build build/test -j"$jobs"
 
 cd build/test
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+LSAN_OPTIONS=suppressions=$(pwd)/../../tests/lsan.supp \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j"$jobs"

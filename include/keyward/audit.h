@@ -34,6 +34,16 @@ typedef struct kw_audit_filter {
     const char *target; /**< NULL: any */
 } kw_audit_filter;
 
+/**
+ * Append one record in its own transaction (for events that are not a
+ * change made through the library, e.g. a refused admin call).
+ * @param detail a JSON object text, or NULL for {}.
+ * @return KW_OK, KW_ERR_INVALID (bad detail), KW_ERR_STORAGE, ...
+ */
+KW_API kw_rc kw_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action,
+                             const char *target, const char *result,
+                             const char *detail) KW_WARN_UNUSED;
+
 /** @param next receives the next cursor, 0 when this page is the last. */
 KW_API kw_rc kw_audit_list(kw_ctx *ctx, const kw_audit_filter *f, kw_audit_record **out, size_t *n,
                            int64_t *next) KW_WARN_UNUSED;

@@ -1,0 +1,79 @@
+/* keyward serve: the HTTP API (server/). */
+#include "cli.h"
+
+#include "../server/server.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { OPT_LISTEN = 256, OPT_THREADS, OPT_TRUSTED, OPT_HELP = 'h' };
+
+static const char serve_help[] =
+    "usage: keyward serve [--listen ADDR:PORT] [--threads N] [--trusted CIDR]...\n\n"
+    "Serves the HTTP API (docs/http-api.md) until SIGTERM or SIGINT, then stops\n"
+    "accepting, lets requests in flight finish and exits.\n"
+    "  --listen ADDR:PORT  default 127.0.0.1:8700 (env KEYWARD_LISTEN); port 0 picks one\n"
+    "  --threads N         event loops, default the number of cores\n"
+    "  --trusted CIDR      who may call GET /v1/auth (repeatable);\n"
+    "                      default 127.0.0.0/8 and ::1\n";
+
+int serve_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"trusted", required_argument, NULL, OPT_TRUSTED},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    kws_config cfg;
+    kw_secret *pepper = NULL;
+    kw_ctx *probe = NULL;
+    uint64_t n;
+    int c, ret;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.listen = getenv("KEYWARD_LISTEN") && getenv("KEYWARD_LISTEN")[0] ? getenv("KEYWARD_LISTEN")
+                                                                         : "127.0.0.1:8700";
+    cfg.threads = cores > 0 ? (int)cores : 1;
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        switch (c) {
+        case OPT_LISTEN: cfg.listen = optarg; break;
+        case OPT_THREADS:
+            if (kwc_parse_u64(optarg, 64, &n) != 0 || n == 0)
+                return kwc_usage(g, "--threads takes 1 to 64, not '%s'", optarg);
+            cfg.threads = (int)n;
+            break;
+        case OPT_TRUSTED:
+            if (cfg.ntrusted == KWS_TRUSTED_MAX ||
+                kws_cidr_parse(optarg, &cfg.trusted[cfg.ntrusted]) != 0)
+                return kwc_usage(g, "--trusted takes an address or CIDR (at most %d), not '%s'",
+                                 KWS_TRUSTED_MAX, optarg);
+            cfg.ntrusted++;
+            break;
+        case OPT_HELP: fputs(serve_help, stdout); return EXIT_DONE;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+    if (cfg.ntrusted == 0) {
+        if (kws_cidr_parse("127.0.0.0/8", &cfg.trusted[0]) != 0 ||
+            kws_cidr_parse("::1", &cfg.trusted[1]) != 0)
+            return EXIT_INTERNAL;
+        cfg.ntrusted = 2;
+    }
+    /* Open once here, for the usual configuration errors and messages. */
+    if ((ret = kwc_open(g, &probe)) != 0)
+        return ret;
+    kw_close(probe);
+    if (kw_pepper_load(&pepper, g->pepper_file) != KW_OK)
+        return kwc_fail(g, KW_ERR_PEPPER, NULL);
+    cfg.db_url = g->db_url;
+    cfg.pepper = pepper;
+    ret = kws_run(&cfg);
+    kw_secret_free(pepper);
+    return ret;
+}

@@ -1,0 +1,219 @@
+/* Listeners, event-loop threads, signals and graceful shutdown. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define THREADS_MAX 64
+#define DRAIN_MS 5000
+
+static atomic_int stopping;
+static kws_thread *threads; /* reachable until exit (see thread_main) */
+static h2o_globalconf_t config;
+
+/* "A.B.C.D:PORT" or "[V6]:PORT" into a sockaddr. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(s, ':');
+    size_t hlen;
+    char *end;
+    long port;
+
+    if (colon == NULL || colon == s || (hlen = (size_t)(colon - s)) >= sizeof(host))
+        return -1;
+    port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
+        return -1;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    memset(ss, 0, sizeof(*ss));
+    if (host[0] == '[' && host[hlen - 1] == ']') {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        host[hlen - 1] = '\0';
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+            return -1;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*a);
+        return 0;
+    }
+    {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+            return -1;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        *len = sizeof(*a);
+    }
+    return 0;
+}
+
+static int open_listener(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int one = 1, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    kws_thread *t = listener->data;
+    h2o_socket_t *sock;
+
+    if (err != NULL)
+        return;
+    if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+        return;
+    h2o_accept(&t->accept, sock);
+}
+
+static int connections_gone(h2o_context_t *ctx)
+{
+    return h2o_linklist_is_empty(&ctx->http1._conns) && h2o_linklist_is_empty(&ctx->http2._conns);
+}
+
+static void *thread_main(void *arg)
+{
+    kws_thread *t = arg;
+    int64_t drain_until;
+
+    h2o_context_init(&t->h2o, h2o_evloop_create(), &config);
+    t->accept.ctx = &t->h2o;
+    t->accept.hosts = config.hosts;
+    t->listener = h2o_evloop_socket_create(t->h2o.loop, t->fd, H2O_SOCKET_FLAG_DONT_READ);
+    t->listener->data = t;
+    h2o_socket_read_start(t->listener, on_accept);
+    while (!atomic_load(&stopping))
+        h2o_evloop_run(t->h2o.loop, 100);
+    /* Stop accepting; idle connections close, requests in flight finish. */
+    h2o_socket_read_stop(t->listener);
+    h2o_socket_close(t->listener);
+    h2o_context_request_shutdown(&t->h2o);
+    drain_until = h2o_now(t->h2o.loop) + DRAIN_MS;
+    while (!connections_gone(&t->h2o) && h2o_now(t->h2o.loop) < (uint64_t)drain_until)
+        h2o_evloop_run(t->h2o.loop, 50);
+    /* The h2o context is not disposed: libh2o 2.2 asserts on timers that
+     * its own shutdown leaves armed. The process exits next; like h2o's own
+     * server, it leaves that memory to the exit. */
+    return NULL;
+}
+
+static void setup_config(void)
+{
+    h2o_hostconf_t *host;
+    h2o_pathconf_t *path;
+    h2o_handler_t *handler;
+
+    h2o_config_init(&config);
+    /* h2o refuses bodies over this itself; handlers cap JSON at KWS_BODY_MAX. */
+    config.max_request_entity_size = 1024 * 1024;
+    host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    path = h2o_config_register_path(host, "/", 0);
+    handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = kws_route;
+}
+
+/* Open every thread's database context and listener. */
+static int prepare(const kws_config *cfg, kws_thread *ts, int n, char *where, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (parse_listen(cfg->listen, &ss, &len) != 0) {
+        fprintf(stderr, "keyward serve: --listen takes ADDR:PORT (127.0.0.1:8700, [::1]:8700)\n");
+        return 2;
+    }
+    for (int i = 0; i < n; i++) {
+        char err[256] = "";
+        kw_open_opts oo = {.create = 0, .err = err, .err_len = sizeof(err)};
+        kw_rc rc = kw_open(&ts[i].kw, cfg->db_url, cfg->pepper, &oo);
+        if (rc != KW_OK) {
+            fprintf(stderr, "keyward serve: %s: %s\n", kw_strerror(rc), err);
+            return rc == KW_ERR_NOMEM ? 5 : 3;
+        }
+        ts[i].fd = open_listener(&ss, len);
+        if (ts[i].fd < 0) {
+            fprintf(stderr, "keyward serve: cannot listen on %s: %s\n", cfg->listen,
+                    strerror(errno));
+            return 4;
+        }
+        if (i == 0) { /* port 0: every thread binds the port the first one got */
+            len = sizeof(ss);
+            getsockname(ts[0].fd, (struct sockaddr *)&ss, &len);
+        }
+        ts[i].cfg = cfg;
+        ts[i].index = i;
+    }
+    {
+        char host[NI_MAXHOST];
+        h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host);
+        snprintf(where, cap, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
+                 h2o_socket_getport((struct sockaddr *)&ss));
+    }
+    return 0;
+}
+
+int kws_run(const kws_config *cfg)
+{
+    int n = cfg->threads < 1 ? 1 : cfg->threads > THREADS_MAX ? THREADS_MAX : cfg->threads;
+    sigset_t sigs;
+    char where[80];
+    int sig, ret;
+
+    threads = calloc((size_t)n, sizeof(*threads));
+    if (threads == NULL)
+        return 5;
+    for (int i = 0; i < n; i++)
+        threads[i].fd = -1;
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit: only sigwait sees them */
+    setup_config();
+    ret = prepare(cfg, threads, n, where, sizeof(where));
+    if (ret == 0) {
+        int started = 0;
+        for (int i = 0; i < n; i++) {
+            if (pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]) != 0)
+                break;
+            threads[i].started = 1;
+            started++;
+        }
+        fprintf(stderr, "keyward serve: listening on %s (%d threads)\n", where, started);
+        fflush(stderr);
+        sigwait(&sigs, &sig);
+        fprintf(stderr, "keyward serve: %s, shutting down\n",
+                sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        atomic_store(&stopping, 1);
+        for (int i = 0; i < n; i++)
+            if (threads[i].started)
+                pthread_join(threads[i].tid, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        kw_close(threads[i].kw);
+        if (!threads[i].started && threads[i].fd >= 0)
+            close(threads[i].fd);
+    }
+    /* threads[] stays allocated: the h2o contexts in it live until exit. */
+    return ret;
+}

@@ -1,0 +1,64 @@
+/* Routing: path and method to handler; 404 and 405 answered here. */
+#include "server.h"
+
+#include <string.h>
+
+#define PREFIX "/v1/keys/"
+
+static int method_is(h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+/* 405 with Allow, when the path exists but not the method. */
+static int not_allowed(h2o_req_t *req, const char *allow)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+    return kws_send_error(req, 405, "method_not_allowed", "method not allowed on this path");
+}
+
+/* "{id}" or "{id}/rotate" after /v1/keys/; id copied into id_out. */
+static int keys_subpath(h2o_iovec_t rest, char id_out[static KW_ID_LEN + 1], int *rotate)
+{
+    if (rest.len == KW_ID_LEN)
+        *rotate = 0;
+    else if (rest.len == KW_ID_LEN + 7 && memcmp(rest.base + KW_ID_LEN, "/rotate", 7) == 0)
+        *rotate = 1;
+    else
+        return -1;
+    memcpy(id_out, rest.base, KW_ID_LEN);
+    id_out[KW_ID_LEN] = '\0';
+    return kw_key_id_valid(id_out) ? 0 : -1;
+}
+
+int kws_route(h2o_handler_t *self, h2o_req_t *req)
+{
+    h2o_iovec_t p = req->path_normalized;
+    char id[KW_ID_LEN + 1];
+    int rotate;
+
+    (void)self;
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/healthz")))
+        return method_is(req, "GET") ? kws_healthz(req) : not_allowed(req, "GET");
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/readyz")))
+        return method_is(req, "GET") ? kws_readyz(req) : not_allowed(req, "GET");
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/auth")))
+        return method_is(req, "GET") ? kws_auth(req) : not_allowed(req, "GET");
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/audit")))
+        return method_is(req, "GET") ? kws_audit(req) : not_allowed(req, "GET");
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/keys")))
+        return method_is(req, "GET") || method_is(req, "POST") ? kws_keys_collection(req)
+                                                               : not_allowed(req, "GET, POST");
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/keys/verify")))
+        return method_is(req, "POST") ? kws_keys_verify(req) : not_allowed(req, "POST");
+    if (p.len > sizeof(PREFIX) - 1 && memcmp(p.base, PREFIX, sizeof(PREFIX) - 1) == 0 &&
+        keys_subpath(h2o_iovec_init(p.base + sizeof(PREFIX) - 1, p.len - (sizeof(PREFIX) - 1)), id,
+                     &rotate) == 0) {
+        if (rotate)
+            return method_is(req, "POST") ? kws_keys_rotate(req, id) : not_allowed(req, "POST");
+        if (method_is(req, "GET") || method_is(req, "PATCH") || method_is(req, "DELETE"))
+            return kws_keys_item(req, id);
+        return not_allowed(req, "GET, PATCH, DELETE");
+    }
+    return kws_send_error(req, 404, "not_found", "no such route");
+}

@@ -1,0 +1,94 @@
+/*
+ * keyward serve: the HTTP server (libh2o-evloop). Internal to the binary:
+ * names are kws_*. One event loop, one SO_REUSEPORT listener and one
+ * library context (database connection) per thread.
+ */
+#ifndef KEYWARD_SERVER_H
+#define KEYWARD_SERVER_H
+
+#define H2O_USE_LIBUV 0
+#include <h2o.h>
+#include <pthread.h>
+#include <jansson.h>
+#include <keyward/keyward.h>
+
+#define KWS_BODY_MAX (64 * 1024)
+#define KWS_TRUSTED_MAX 16
+
+/* A network: address and prefix length, v4 (mapped into v6) or v6. */
+typedef struct kws_cidr {
+    unsigned char addr[16];
+    int bits;
+} kws_cidr;
+
+typedef struct kws_config {
+    const char *listen;                /* "127.0.0.1:8700", "[::1]:8700" */
+    int threads;                       /* event loops */
+    const char *db_url;                /* opened once per thread */
+    const kw_secret *pepper;           /* borrowed */
+    kws_cidr trusted[KWS_TRUSTED_MAX]; /* who may call /v1/auth */
+    int ntrusted;
+} kws_config;
+
+/* Per-thread state; handlers reach it from their request. */
+typedef struct kws_thread {
+    h2o_context_t h2o;
+    h2o_accept_ctx_t accept;
+    h2o_socket_t *listener;
+    kw_ctx *kw;
+    const kws_config *cfg;
+    int fd;
+    int index;
+    pthread_t tid;
+    int started;
+} kws_thread;
+
+/* Run until SIGTERM or SIGINT; returns a process exit status. */
+int kws_run(const kws_config *cfg);
+
+/* Parse "A.B.C.D/N" or "v6/N" (or a bare address); 0 or -1. */
+int kws_cidr_parse(const char *s, kws_cidr *out);
+/* Is the address inside one of the networks? */
+int kws_cidr_match(const kws_cidr *nets, int n, const struct sockaddr *sa);
+
+/* ---- request helpers (http.c) ---- */
+
+kws_thread *kws_thread_of(h2o_req_t *req);
+/* The client's numeric address into buf (at least 64 bytes). */
+void kws_peer(h2o_req_t *req, char *buf, size_t cap);
+/* A request header's value (name in lower case), or a zero iovec. */
+h2o_iovec_t kws_header(h2o_req_t *req, const char *name);
+/* The value of query parameter `name`, percent-decoded, NUL-terminated in
+ * the request's pool; NULL if absent; sets *bad on a malformed query. */
+const char *kws_query(h2o_req_t *req, const char *name, int *bad);
+/* Parse the body as a JSON object (caps checked); on failure an error
+ * response has been sent and NULL is returned. */
+json_t *kws_body_object(h2o_req_t *req);
+
+/* Send a JSON text / object (the object is released). Always return 0. */
+int kws_send_text(h2o_req_t *req, int status, const char *json);
+int kws_send_json(h2o_req_t *req, int status, json_t *obj);
+/* {"error":{"code":code,"message":msg}} */
+int kws_send_error(h2o_req_t *req, int status, const char *code, const char *msg);
+/* The error for a library failure (message from kw_errmsg, never a key). */
+int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail);
+
+/* Check the bearer admin key for `scope`. Returns 1 if allowed (actor
+ * filled: id points into storage of at least KW_ID_LEN+1 bytes); otherwise
+ * an error response has been sent and 0 is returned. */
+int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN + 1]);
+
+/* ---- handlers ---- */
+int kws_keys_collection(h2o_req_t *req);             /* /v1/keys */
+int kws_keys_item(h2o_req_t *req, const char *id);   /* /v1/keys/{id} */
+int kws_keys_rotate(h2o_req_t *req, const char *id); /* /v1/keys/{id}/rotate */
+int kws_keys_verify(h2o_req_t *req);                 /* /v1/keys/verify */
+int kws_auth(h2o_req_t *req);                        /* /v1/auth */
+int kws_audit(h2o_req_t *req);                       /* /v1/audit */
+int kws_healthz(h2o_req_t *req);
+int kws_readyz(h2o_req_t *req);
+
+/* Route a request; always answers. */
+int kws_route(h2o_handler_t *self, h2o_req_t *req);
+
+#endif

@@ -1,0 +1,204 @@
+/* Verification over HTTP: POST /v1/keys/verify and the gateway's GET /v1/auth. */
+#include "server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define REQ_SCOPES_MAX 16
+
+static json_t *verdict_object(const kw_verify_result *r)
+{
+    json_t *o = json_object(), *rl = json_null();
+    char *rec = r->found ? kw_key_record_json(&r->key) : NULL;
+    json_t *ro = rec ? json_loads(rec, 0, NULL) : NULL;
+    static const char *const copied[] = {"id", "owner", "scopes", "meta", "expires_at"};
+
+    free(rec);
+    json_object_set_new(o, "valid", json_boolean(r->code == KW_VALID));
+    json_object_set_new(o, "code", json_string(kw_verdict_name(r->code)));
+    for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
+        json_t *v = ro ? json_object_get(ro, copied[i]) : NULL;
+        json_object_set(o, copied[i], v ? v : json_null());
+    }
+    json_decref(ro);
+    json_object_set_new(o, "remaining",
+                        !r->found || r->remaining == KW_CREDITS_UNLIMITED
+                            ? json_null()
+                            : json_integer((json_int_t)r->remaining));
+    if (r->found && r->rl_limit)
+        rl = json_pack("{s:I,s:I,s:I}", "limit", (json_int_t)r->rl_limit, "remaining",
+                       (json_int_t)r->rl_remaining, "reset_ms", (json_int_t)r->rl_reset_ms);
+    json_object_set_new(o, "ratelimit", rl);
+    return o;
+}
+
+int kws_keys_verify(h2o_req_t *req)
+{
+    kws_thread *t = kws_thread_of(req);
+    const char *scopes[REQ_SCOPES_MAX];
+    kw_verify_request vr = {scopes, 0, 1};
+    kw_verify_result res;
+    char admin[KW_ID_LEN + 1];
+    json_t *o, *key, *sc, *cost, *s;
+    const char *k;
+    size_t i;
+    kw_rc rc;
+
+    if (!kws_admin(req, "keys:verify", admin))
+        return 0;
+    if ((o = kws_body_object(req)) == NULL)
+        return 0;
+    json_object_foreach(o, k, s)
+    {
+        if (strcmp(k, "key") && strcmp(k, "scopes") && strcmp(k, "cost")) {
+            json_decref(o);
+            return kws_send_error(req, 400, "bad_request", "unknown field in the body");
+        }
+    }
+    key = json_object_get(o, "key");
+    sc = json_object_get(o, "scopes");
+    cost = json_object_get(o, "cost");
+    if (!json_is_string(key)) {
+        json_decref(o);
+        return kws_send_error(req, 400, "bad_request", "key must be a string");
+    }
+    if (sc != NULL && (!json_is_array(sc) || json_array_size(sc) > REQ_SCOPES_MAX)) {
+        json_decref(o);
+        return kws_send_error(req, 400, "bad_request", "scopes must be an array of at most 16");
+    }
+    json_array_foreach(sc, i, s)
+    {
+        if (!json_is_string(s) || !kw_scope_required_valid(json_string_value(s))) {
+            json_decref(o);
+            return kws_send_error(req, 400, "bad_request",
+                                  "scopes must be resource:action strings without wildcards");
+        }
+        scopes[vr.nscopes++] = json_string_value(s);
+    }
+    if (cost != NULL) {
+        if (!json_is_integer(cost) || json_integer_value(cost) < 1 ||
+            json_integer_value(cost) > 1000000) {
+            json_decref(o);
+            return kws_send_error(req, 400, "bad_request", "cost must be 1..1000000");
+        }
+        vr.cost = (uint32_t)json_integer_value(cost);
+    }
+    rc = kw_verify(t->kw, json_string_value(key), json_string_length(key), &vr, &res);
+    json_decref(o);
+    if (rc != KW_OK) {
+        kw_verify_result_clear(&res);
+        return kws_send_rc(req, rc, kw_errmsg(t->kw));
+    }
+    kws_send_json(req, 200, verdict_object(&res));
+    kw_verify_result_clear(&res);
+    return 0;
+}
+
+/* ---- GET /v1/auth ------------------------------------------------------- */
+
+static void add_header(h2o_req_t *req, const char *name, const char *value, size_t len)
+{
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, len);
+
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, v.base,
+                          v.len);
+}
+
+static int auth_answer(h2o_req_t *req, int status, const char *code)
+{
+    add_header(req, "x-key-code", code, strlen(code));
+    req->res.status = status;
+    req->res.reason = status == 200 ? "OK" : "Refused";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    h2o_send_inline(req, "", 0);
+    return 0;
+}
+
+/* Split "a b,c" into scopes (NUL-terminated copies in the pool); -1 if bad. */
+static int required_scopes(h2o_req_t *req, const char **out, size_t *n)
+{
+    h2o_iovec_t v = kws_header(req, "x-required-scopes");
+    char *buf, *p;
+
+    *n = 0;
+    if (v.len == 0)
+        return 0;
+    buf = h2o_mem_alloc_pool(&req->pool, v.len + 1);
+    memcpy(buf, v.base, v.len);
+    buf[v.len] = '\0';
+    for (p = buf; *p;) {
+        char *end;
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        end = p + strcspn(p, " ,");
+        if (*end != '\0')
+            *end++ = '\0';
+        if (*n == REQ_SCOPES_MAX || !kw_scope_required_valid(p))
+            return -1;
+        out[(*n)++] = p;
+        p = end;
+    }
+    return 0;
+}
+
+int kws_auth(h2o_req_t *req)
+{
+    kws_thread *t = kws_thread_of(req);
+    struct sockaddr_storage ss;
+    const char *scopes[REQ_SCOPES_MAX];
+    kw_verify_request vr = {scopes, 0, 1};
+    kw_verify_result res;
+    h2o_iovec_t key;
+    int status;
+    kw_rc rc;
+
+    if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) == 0 ||
+        !kws_cidr_match(t->cfg->trusted, t->cfg->ntrusted, (struct sockaddr *)&ss))
+        return kws_send_error(req, 403, "forbidden", "/v1/auth answers trusted addresses only");
+    key = kws_header(req, "authorization");
+    if (key.len >= 7 && strncasecmp(key.base, "bearer ", 7) == 0) {
+        key.base += 7;
+        key.len -= 7;
+    } else {
+        key = kws_header(req, "x-api-key");
+    }
+    if (key.len == 0)
+        return auth_answer(req, 401, "MISSING");
+    if (required_scopes(req, scopes, &vr.nscopes) != 0) {
+        fprintf(stderr, "keyward serve: /v1/auth: bad X-Required-Scopes from the gateway\n");
+        return kws_send_error(req, 500, "internal", "X-Required-Scopes is malformed");
+    }
+    rc = kw_verify(t->kw, key.base, key.len, &vr, &res);
+    if (rc != KW_OK) {
+        kw_verify_result_clear(&res);
+        return kws_send_rc(req, rc, kw_errmsg(t->kw));
+    }
+    switch (res.code) {
+    case KW_VALID: status = 200; break;
+    case KW_INSUFFICIENT_SCOPE: status = 403; break;
+    case KW_RATE_LIMITED:
+    case KW_USAGE_EXCEEDED: status = 429; break;
+    default: status = 401; break;
+    }
+    if (res.code == KW_VALID) {
+        char scopes_txt[KW_SCOPES_MAX * (KW_SCOPE_MAX_LEN + 1)];
+        size_t off = 0;
+        for (size_t i = 0; i < res.key.nscopes; i++)
+            off += (size_t)snprintf(scopes_txt + off, sizeof(scopes_txt) - off, "%s%s",
+                                    i ? " " : "", res.key.scopes[i]);
+        add_header(req, "x-key-id", res.key.id, strlen(res.key.id));
+        add_header(req, "x-key-owner", res.key.owner, strlen(res.key.owner));
+        add_header(req, "x-key-scopes", scopes_txt, off);
+    }
+    if (res.code == KW_RATE_LIMITED) {
+        char ra[24];
+        int n = snprintf(ra, sizeof(ra), "%lld", (long long)(res.rl_reset_ms + 999) / 1000);
+        add_header(req, "retry-after", ra, (size_t)n);
+    }
+    auth_answer(req, status, kw_verdict_name(res.code));
+    kw_verify_result_clear(&res);
+    return 0;
+}
