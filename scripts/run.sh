@@ -1,7 +1,9 @@
 #!/bin/sh
 # The run command: installs what it needs, builds keyward (release) and runs
 # its main job on the embedded default, SQLite: a database in ./keyward-data
-# (or $KEYWARD_DATA), and a walk through the key lifecycle.
+# (or $KEYWARD_DATA), a short walk through the key lifecycle on the command
+# line, then the HTTP server (KEYWARD_LISTEN, default 127.0.0.1:8700) with
+# an admin key for this session and the curl commands to try. Ctrl-C stops it.
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,5 +52,24 @@ step 'keyward key list'
 "$kw" key list
 step 'keyward audit verify'
 "$kw" audit verify
-printf '\nDatabase: %s (pepper beside it, mode 0600). Try: %s --db %s key --help\n' \
-    "$data/keyward.db" "$kw" "$KEYWARD_DB"
+listen=${KEYWARD_LISTEN:-127.0.0.1:8700}
+admin=$("$kw" key create --owner admin --name "run.sh session" --scope '*' --expires 24h --json |
+    sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+cat <<EOT
+
+Database: $data/keyward.db (pepper beside it, mode 0600).
+Starting the server on http://$listen with an admin key for this session
+(scope *, expires in 24h; shown once):
+
+  export ADMIN=$admin
+
+Create a key and verify it:
+
+  curl -s -X POST http://$listen/v1/keys -H "Authorization: Bearer \$ADMIN" \\
+       -d '{"owner":"acme","scopes":["orders:*"],"credits":100}'
+  curl -s -X POST http://$listen/v1/keys/verify -H "Authorization: Bearer \$ADMIN" \\
+       -d '{"key":"<the key from above>","scopes":["orders:read"]}'
+  curl -si http://$listen/v1/auth -H "X-API-Key: <the key>" -H "X-Required-Scopes: orders:read"
+
+EOT
+exec "$kw" serve --listen "$listen"

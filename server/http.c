@@ -17,10 +17,14 @@ void kws_peer(h2o_req_t *req, char *buf, size_t cap)
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     char host[NI_MAXHOST];
 
-    if (len == 0 || h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host) == SIZE_MAX)
-        snprintf(buf, cap, "unknown");
-    else
-        snprintf(buf, cap, "%s", host);
+    size_t n;
+
+    if (len == 0 || (n = h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host)) == SIZE_MAX)
+        n = (size_t)snprintf(host, sizeof(host), "unknown");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, host, n);
+    buf[n] = '\0';
 }
 
 h2o_iovec_t kws_header(h2o_req_t *req, const char *name)
