@@ -59,6 +59,11 @@ int kws_healthz(h2o_req_t *req)
     return kws_send_text(req, 200, "{\"status\":\"ok\"}");
 }
 
+int kws_openapi_doc(h2o_req_t *req)
+{
+    return kws_send_text(req, 200, kws_openapi);
+}
+
 int kws_readyz(h2o_req_t *req)
 {
     kws_thread *t = kws_thread_of(req);

@@ -42,6 +42,8 @@ int kws_route(h2o_handler_t *self, h2o_req_t *req)
         return method_is(req, "GET") ? kws_healthz(req) : not_allowed(req, "GET");
     if (h2o_memis(p.base, p.len, H2O_STRLIT("/readyz")))
         return method_is(req, "GET") ? kws_readyz(req) : not_allowed(req, "GET");
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/openapi.json")))
+        return method_is(req, "GET") ? kws_openapi_doc(req) : not_allowed(req, "GET");
     if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/auth")))
         return method_is(req, "GET") ? kws_auth(req) : not_allowed(req, "GET");
     if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/audit")))

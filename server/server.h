@@ -86,6 +86,11 @@ int kws_keys_verify(h2o_req_t *req);                 /* /v1/keys/verify */
 int kws_auth(h2o_req_t *req);                        /* /v1/auth */
 int kws_audit(h2o_req_t *req);                       /* /v1/audit */
 int kws_healthz(h2o_req_t *req);
+int kws_openapi_doc(h2o_req_t *req);
+
+/* docs/openapi.json, embedded at build time. */
+extern const char kws_openapi[];
+extern const size_t kws_openapi_len;
 int kws_readyz(h2o_req_t *req);
 
 /* Route a request; always answers. */
