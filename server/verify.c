@@ -180,7 +180,15 @@ int kws_auth(h2o_req_t *req)
     case KW_VALID: status = 200; break;
     case KW_INSUFFICIENT_SCOPE: status = 403; break;
     case KW_RATE_LIMITED:
-    case KW_USAGE_EXCEEDED: status = 429; break;
+    case KW_USAGE_EXCEEDED:
+        /* nginx's auth_request turns any subrequest status but 2xx, 401
+         * and 403 into a 500: for nginx, say 403 and let X-Key-Code tell
+         * the gateway to answer 429 (docs/nginx/keyward-gateway.conf). */
+        status = kws_header(req, "x-keyward-gateway").len == 5 &&
+                         memcmp(kws_header(req, "x-keyward-gateway").base, "nginx", 5) == 0
+                     ? 403
+                     : 429;
+        break;
     default: status = 401; break;
     }
     if (res.code == KW_VALID) {
