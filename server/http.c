@@ -186,6 +186,7 @@ int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail)
     case KW_ERR_READONLY:
     case KW_ERR_IO:
         fprintf(stderr, "keyward serve: database: %s\n", msg);
+        kws_metrics_db_error(req);
         return kws_send_error(req, 503, "unavailable", "the database cannot be used");
     default:
         fprintf(stderr, "keyward serve: %s: %s\n", kw_strerror(rc), msg);
@@ -245,6 +246,8 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
         return 0;
     }
     rc = kw_verify(t->kw, key.base, key.len, &vr, &res);
+    if (rc == KW_OK)
+        kws_metrics_verdict(req, KWS_SRC_ADMIN, res.code);
     if (rc != KW_OK) {
         kw_verify_result_clear(&res);
         kws_send_rc(req, rc, kw_errmsg(t->kw));

@@ -184,6 +184,7 @@ int kws_run(const kws_config *cfg)
         return 5;
     for (int i = 0; i < n; i++)
         threads[i].fd = -1;
+    kws_metrics_register(threads, n);
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);

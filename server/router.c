@@ -31,36 +31,61 @@ static int keys_subpath(h2o_iovec_t rest, char id_out[static KW_ID_LEN + 1], int
     return kw_key_id_valid(id_out) ? 0 : -1;
 }
 
-int kws_route(h2o_handler_t *self, h2o_req_t *req)
+/* Answer the request; *route names it for the metrics. */
+static int dispatch(h2o_req_t *req, int *route)
 {
     h2o_iovec_t p = req->path_normalized;
     char id[KW_ID_LEN + 1];
     int rotate;
 
-    (void)self;
-    if (h2o_memis(p.base, p.len, H2O_STRLIT("/healthz")))
-        return method_is(req, "GET") ? kws_healthz(req) : not_allowed(req, "GET");
-    if (h2o_memis(p.base, p.len, H2O_STRLIT("/readyz")))
-        return method_is(req, "GET") ? kws_readyz(req) : not_allowed(req, "GET");
-    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/openapi.json")))
-        return method_is(req, "GET") ? kws_openapi_doc(req) : not_allowed(req, "GET");
-    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/auth")))
-        return method_is(req, "GET") ? kws_auth(req) : not_allowed(req, "GET");
-    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/audit")))
-        return method_is(req, "GET") ? kws_audit(req) : not_allowed(req, "GET");
-    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/keys")))
-        return method_is(req, "GET") || method_is(req, "POST") ? kws_keys_collection(req)
-                                                               : not_allowed(req, "GET, POST");
-    if (h2o_memis(p.base, p.len, H2O_STRLIT("/v1/keys/verify")))
-        return method_is(req, "POST") ? kws_keys_verify(req) : not_allowed(req, "POST");
+#define IS(lit) h2o_memis(p.base, p.len, H2O_STRLIT(lit))
+    *route = KWS_R_OTHER;
+    if (IS("/healthz"))
+        return *route = KWS_R_HEALTHZ,
+               method_is(req, "GET") ? kws_healthz(req) : not_allowed(req, "GET");
+    if (IS("/readyz"))
+        return *route = KWS_R_READYZ,
+               method_is(req, "GET") ? kws_readyz(req) : not_allowed(req, "GET");
+    if (IS("/metrics"))
+        return method_is(req, "GET") ? kws_metrics_text(req) : not_allowed(req, "GET");
+    if (IS("/v1/openapi.json"))
+        return *route = KWS_R_OPENAPI,
+               method_is(req, "GET") ? kws_openapi_doc(req) : not_allowed(req, "GET");
+    if (IS("/v1/auth"))
+        return *route = KWS_R_AUTH, method_is(req, "GET") ? kws_auth(req) : not_allowed(req, "GET");
+    if (IS("/v1/audit"))
+        return *route = KWS_R_AUDIT,
+               method_is(req, "GET") ? kws_audit(req) : not_allowed(req, "GET");
+    if (IS("/v1/keys"))
+        return *route = KWS_R_KEYS, method_is(req, "GET") || method_is(req, "POST")
+                                        ? kws_keys_collection(req)
+                                        : not_allowed(req, "GET, POST");
+    if (IS("/v1/keys/verify"))
+        return *route = KWS_R_VERIFY,
+               method_is(req, "POST") ? kws_keys_verify(req) : not_allowed(req, "POST");
+#undef IS
     if (p.len > sizeof(PREFIX) - 1 && memcmp(p.base, PREFIX, sizeof(PREFIX) - 1) == 0 &&
         keys_subpath(h2o_iovec_init(p.base + sizeof(PREFIX) - 1, p.len - (sizeof(PREFIX) - 1)), id,
                      &rotate) == 0) {
         if (rotate)
-            return method_is(req, "POST") ? kws_keys_rotate(req, id) : not_allowed(req, "POST");
+            return *route = KWS_R_ROTATE,
+                   method_is(req, "POST") ? kws_keys_rotate(req, id) : not_allowed(req, "POST");
+        *route = KWS_R_KEY;
         if (method_is(req, "GET") || method_is(req, "PATCH") || method_is(req, "DELETE"))
             return kws_keys_item(req, id);
         return not_allowed(req, "GET, PATCH, DELETE");
     }
     return kws_send_error(req, 404, "not_found", "no such route");
+}
+
+int kws_route(h2o_handler_t *self, h2o_req_t *req)
+{
+    uint64_t started = kws_clock_us();
+    int route, ret;
+
+    (void)self;
+    ret = dispatch(req, &route);
+    /* Every handler answers before returning: the status is final here. */
+    kws_metrics_request(req, route, started);
+    return ret;
 }

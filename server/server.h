@@ -9,6 +9,7 @@
 #define H2O_USE_LIBUV 0
 #include <h2o.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <keyward/keyward.h>
 
@@ -30,6 +31,34 @@ typedef struct kws_config {
     int ntrusted;
 } kws_config;
 
+/* Routes, for metrics. */
+enum {
+    KWS_R_HEALTHZ,
+    KWS_R_READYZ,
+    KWS_R_OPENAPI,
+    KWS_R_AUTH,
+    KWS_R_AUDIT,
+    KWS_R_KEYS,
+    KWS_R_KEY,
+    KWS_R_ROTATE,
+    KWS_R_VERIFY,
+    KWS_R_OTHER,
+    KWS_ROUTES
+};
+/* Where a verification came from, for metrics. */
+enum { KWS_SRC_AUTH, KWS_SRC_VERIFY, KWS_SRC_ADMIN, KWS_SOURCES };
+#define KWS_VERDICTS 10
+#define KWS_BUCKETS 10
+
+/* One thread's counters; only that thread writes them. */
+typedef struct kws_metrics {
+    _Atomic uint64_t requests[KWS_ROUTES][5];
+    _Atomic uint64_t latency_bucket[KWS_ROUTES][KWS_BUCKETS];
+    _Atomic uint64_t latency_sum_us[KWS_ROUTES];
+    _Atomic uint64_t verdicts[KWS_SOURCES][KWS_VERDICTS];
+    _Atomic uint64_t db_errors;
+} kws_metrics;
+
 /* Per-thread state; handlers reach it from their request. */
 typedef struct kws_thread {
     h2o_context_t h2o;
@@ -41,6 +70,7 @@ typedef struct kws_thread {
     int index;
     pthread_t tid;
     int started;
+    kws_metrics metrics;
 } kws_thread;
 
 /* Run until SIGTERM or SIGINT; returns a process exit status. */
@@ -92,6 +122,14 @@ int kws_openapi_doc(h2o_req_t *req);
 extern const char kws_openapi[];
 extern const size_t kws_openapi_len;
 int kws_readyz(h2o_req_t *req);
+
+/* ---- metrics (metrics.c) ---- */
+void kws_metrics_register(kws_thread *threads, int n);
+uint64_t kws_clock_us(void);
+void kws_metrics_request(h2o_req_t *req, int route, uint64_t started_us);
+void kws_metrics_verdict(h2o_req_t *req, int source, kw_verdict code);
+void kws_metrics_db_error(h2o_req_t *req);
+int kws_metrics_text(h2o_req_t *req); /* GET /metrics */
 
 /* Route a request; always answers. */
 int kws_route(h2o_handler_t *self, h2o_req_t *req);

@@ -85,6 +85,8 @@ int kws_keys_verify(h2o_req_t *req)
     }
     rc = kw_verify(t->kw, json_string_value(key), json_string_length(key), &vr, &res);
     json_decref(o);
+    if (rc == KW_OK)
+        kws_metrics_verdict(req, KWS_SRC_VERIFY, res.code);
     if (rc != KW_OK) {
         kw_verify_result_clear(&res);
         return kws_send_rc(req, rc, kw_errmsg(t->kw));
@@ -172,6 +174,8 @@ int kws_auth(h2o_req_t *req)
         return kws_send_error(req, 500, "internal", "X-Required-Scopes is malformed");
     }
     rc = kw_verify(t->kw, key.base, key.len, &vr, &res);
+    if (rc == KW_OK)
+        kws_metrics_verdict(req, KWS_SRC_AUTH, res.code);
     if (rc != KW_OK) {
         kw_verify_result_clear(&res);
         return kws_send_rc(req, rc, kw_errmsg(t->kw));

@@ -1,4 +1,4 @@
-"""docs/openapi.json against the routes `keyward serve` really has.
+"""docs/openapi.json against the routes `keyward serve` really has; /metrics.
 
 Every documented operation must be routed (never 404 "no such route" nor
 405); every other method on a documented path must be 405; every path the
@@ -81,13 +81,37 @@ class OpenApiRoutes(unittest.TestCase):
     def test_router_paths_are_documented(self):
         with open(os.path.join(ROOT, "server", "router.c")) as f:
             src = f.read()
-        routed = set(re.findall(r'H2O_STRLIT\("(/[^"]*)"\)', src))
+        routed = set(re.findall(r'\bIS\("(/[^"]*)"\)', src))
         self.assertIn("/v1/keys", routed)
         documented = set(self.doc["paths"])
         self.assertEqual(routed - documented, set())
         # /v1/keys/{id} and /rotate are matched by code, not literals
         self.assertIn("/v1/keys/{id}", documented)
         self.assertIn("/v1/keys/{id}/rotate", documented)
+
+    def metric(self, name):
+        status, body = self.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[-1]))
+        return 0
+
+    def test_metrics_count_requests_and_verdicts(self):
+        valid = 'keyward_verifications_total{source="auth",code="VALID"}'
+        malformed = 'keyward_verifications_total{source="auth",code="MALFORMED"}'
+        auth_2xx = 'keyward_http_requests_total{route="auth",status="2xx"}'
+        before = [self.metric(m) for m in (valid, malformed, auth_2xx)]
+        for key in (self.admin, self.admin, "garbage"):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            c.request("GET", "/v1/auth", headers={"X-API-Key": key})
+            c.getresponse().read()
+            c.close()
+        after = [self.metric(m) for m in (valid, malformed, auth_2xx)]
+        self.assertEqual([a - b for a, b in zip(after, before)], [2, 1, 2])
+        status, body = self.request("GET", "/metrics")
+        self.assertNotIn(self.admin.encode(), body)
+        self.assertNotIn(self.admin[8:20].encode(), body)  # not even the key id
 
     def test_unknown_path_is_404(self):
         status, body = self.request("GET", "/v1/nothing")
