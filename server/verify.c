@@ -205,6 +205,18 @@ int kws_auth(h2o_req_t *req)
         add_header(req, "x-key-owner", res.key.owner, strlen(res.key.owner));
         add_header(req, "x-key-scopes", scopes_txt, off);
     }
+    if (res.found && res.rl_limit) {
+        /* draft-ietf-httpapi-ratelimit-headers-05: Limit, Remaining, Reset (s). */
+        char v[48];
+        int n = snprintf(v, sizeof(v), "%u", res.rl_limit);
+        add_header(req, "ratelimit-limit", v, (size_t)n);
+        n = snprintf(v, sizeof(v), "%u", res.rl_remaining);
+        add_header(req, "ratelimit-remaining", v, (size_t)n);
+        n = snprintf(v, sizeof(v), "%lld", (long long)(res.rl_reset_ms + 999) / 1000);
+        add_header(req, "ratelimit-reset", v, (size_t)n);
+        n = snprintf(v, sizeof(v), "%u;w=%u", res.rl_limit, res.key.rate_window_ms / 1000);
+        add_header(req, "ratelimit-policy", v, (size_t)n);
+    }
     if (res.code == KW_RATE_LIMITED) {
         char ra[24];
         int n = snprintf(ra, sizeof(ra), "%lld", (long long)(res.rl_reset_ms + 999) / 1000);

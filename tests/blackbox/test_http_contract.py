@@ -1,4 +1,5 @@
-"""docs/openapi.json against the routes `keyward serve` really has; /metrics.
+"""The HTTP contract's cross-cutting parts: docs/openapi.json against the
+routes `keyward serve` really has; /metrics; the RateLimit headers.
 
 Every documented operation must be routed (never 404 "no such route" nor
 405); every other method on a documented path must be 405; every path the
@@ -25,8 +26,8 @@ class OpenApiRoutes(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="kwoa-")
-        db = "sqlite:" + os.path.join(cls.tmp.name, "k.db")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
+        db = cls.db = "sqlite:" + os.path.join(cls.tmp.name, "k.db")
+        env = cls.env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
         out = subprocess.run([BIN, "--db", db, "init", "--json"], env=env,
                              capture_output=True, text=True, check=True).stdout
         cls.admin = json.loads(out)["key"]
@@ -112,6 +113,24 @@ class OpenApiRoutes(unittest.TestCase):
         status, body = self.request("GET", "/metrics")
         self.assertNotIn(self.admin.encode(), body)
         self.assertNotIn(self.admin[8:20].encode(), body)  # not even the key id
+
+    def test_ratelimit_headers_on_auth(self):
+        out = subprocess.run([BIN, "--db", self.db, "key", "create", "--rate", "2/60s", "--json"],
+                             env=self.env, capture_output=True, text=True, check=True).stdout
+        key = json.loads(out)["key"]
+        seen = []
+        for _ in range(3):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            c.request("GET", "/v1/auth", headers={"X-API-Key": key})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            seen.append((r.status, r.getheader("RateLimit-Limit"),
+                         r.getheader("RateLimit-Remaining"), r.getheader("RateLimit-Policy")))
+            reset = int(r.getheader("RateLimit-Reset"))
+            self.assertTrue(1 <= reset <= 60, reset)
+        self.assertEqual(seen, [(200, "2", "1", "2;w=60"), (200, "2", "0", "2;w=60"),
+                                (429, "2", "0", "2;w=60")])
 
     def test_unknown_path_is_404(self):
         status, body = self.request("GET", "/v1/nothing")
