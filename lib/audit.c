@@ -106,6 +106,17 @@ static kw_rc head_write(kw_ctx *ctx, int64_t seq, const unsigned char mac[32])
     return ctx->store->ops->meta_set(ctx->store, "audit_head", head, sizeof(head));
 }
 
+kw_rc kwi_audit_last_seq(kw_ctx *ctx, int64_t *seq)
+{
+    unsigned char mac[32];
+    int valid;
+    kw_rc rc = head_read(ctx, seq, mac, &valid);
+
+    if (rc != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    return rc;
+}
+
 kw_rc kwi_audit_genesis(kw_ctx *ctx)
 {
     static const unsigned char zero[32];

@@ -43,6 +43,15 @@ void kwi_strlcpy(char *dst, const char *src, size_t cap);
 kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
                        const char *result, const char *detail);
 
+/* The checks of verification after the key matched, up to and including
+ * the rate limit (counted in row's rl_* fields): KW_VALID means "spend the
+ * credits next". out receives the rate-limit fields. */
+kw_verdict kwi_decide(kw_key_row *row, int64_t now_ms, const kw_verify_request *req,
+                      kw_verify_result *out);
+
+/* The sequence number of the last audit record (0 for none). */
+kw_rc kwi_audit_last_seq(kw_ctx *ctx, int64_t *seq);
+
 /* Write the audit head of an empty trail (a new database). */
 kw_rc kwi_audit_genesis(kw_ctx *ctx);
 

@@ -250,6 +250,15 @@ void kwi_key_row_clear(kw_key_row *row)
     sodium_memzero(row, sizeof(*row));
 }
 
+void kwi_key_rows_free(kw_key_row *rows, size_t n)
+{
+    if (rows == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        kwi_key_row_clear(&rows[i]);
+    free(rows);
+}
+
 char *kwi_scopes_join(char *const *scopes, size_t n)
 {
     size_t len = 1;

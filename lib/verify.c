@@ -111,42 +111,49 @@ static kw_rc spend(kw_ctx *ctx, const kw_key_row *row, int64_t cost, int64_t *re
     return KW_ERR_STORAGE;
 }
 
+kw_verdict kwi_decide(kw_key_row *row, int64_t now_ms, const kw_verify_request *req,
+                      kw_verify_result *out)
+{
+    const kw_key_record *r = &row->rec;
+    const int64_t now = now_ms / 1000;
+
+    if (r->revoked_at != 0)
+        return KW_REVOKED;
+    if (!r->enabled)
+        return KW_DISABLED;
+    if (r->expires_at != 0 && now >= r->expires_at)
+        return KW_EXPIRED;
+    if (r->not_before != 0 && now < r->not_before)
+        return KW_NOT_YET_VALID;
+    if (!kw_scopes_cover((const char *const *)r->scopes, r->nscopes, req->scopes, req->nscopes))
+        return KW_INSUFFICIENT_SCOPE;
+    if (r->rate_limit != 0 && !rate_allow(row, now_ms, out))
+        return KW_RATE_LIMITED;
+    return KW_VALID;
+}
+
 /* The checks after the key matched. Writes what changed; caller commits. */
 static kw_rc decide(kw_ctx *ctx, kw_key_row *row, const kw_verify_request *req,
                     kw_verify_result *out, int *changed)
 {
-    const int64_t now_ms = kwi_now_ms(), now = now_ms / 1000;
-    const kw_key_record *r = &row->rec;
+    const int64_t now_ms = kwi_now_ms();
     kw_rc rc;
 
-    out->remaining = r->credits;
-    if (r->revoked_at != 0) {
-        out->code = KW_REVOKED;
-    } else if (!r->enabled) {
-        out->code = KW_DISABLED;
-    } else if (r->expires_at != 0 && now >= r->expires_at) {
-        out->code = KW_EXPIRED;
-    } else if (r->not_before != 0 && now < r->not_before) {
-        out->code = KW_NOT_YET_VALID;
-    } else if (!kw_scopes_cover((const char *const *)r->scopes, r->nscopes, req->scopes,
-                                req->nscopes)) {
-        out->code = KW_INSUFFICIENT_SCOPE;
-    } else if (r->rate_limit != 0 && !rate_allow(row, now_ms, out)) {
-        out->code = KW_RATE_LIMITED;
-    } else {
-        if (r->rate_limit != 0)
-            *changed = 1;
-        rc = spend(ctx, row, req->cost ? req->cost : 1, &out->remaining);
-        if (rc == KW_ERR_CONFLICT) {
-            out->code = KW_USAGE_EXCEEDED;
-            return KW_OK;
-        }
-        if (rc != KW_OK)
-            return rc;
-        out->code = KW_VALID;
-        row->rec.last_used_at = now;
+    out->remaining = row->rec.credits;
+    out->code = kwi_decide(row, now_ms, req, out);
+    if (out->code != KW_VALID)
+        return KW_OK;
+    if (row->rec.rate_limit != 0)
         *changed = 1;
+    rc = spend(ctx, row, req->cost ? req->cost : 1, &out->remaining);
+    if (rc == KW_ERR_CONFLICT) {
+        out->code = KW_USAGE_EXCEEDED;
+        return KW_OK;
     }
+    if (rc != KW_OK)
+        return rc;
+    row->rec.last_used_at = now_ms / 1000;
+    *changed = 1;
     return KW_OK;
 }
 

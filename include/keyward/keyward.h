@@ -13,5 +13,6 @@
 #include <keyward/verify.h>
 #include <keyward/audit.h>
 #include <keyward/import.h>
+#include <keyward/index.h>
 
 #endif

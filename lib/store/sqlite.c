@@ -80,6 +80,8 @@ enum {
     ST_KEY_IMPORTED_COUNT,
     ST_KEY_TOUCH,
     ST_KEY_SET_HASH,
+    ST_KEY_SCAN,
+    ST_KEY_USE,
     ST_AUDIT_APPEND,
     ST_AUDIT_LIST,
     ST_COUNT
@@ -106,6 +108,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KEY_IMPORTED_COUNT] = "SELECT count(*) FROM keys WHERE prefix = ''",
     [ST_KEY_TOUCH] = "UPDATE keys SET last_used_at = max(last_used_at, ?2), rl_start_ms = ?3, "
                      "rl_count = ?4, rl_prev = ?5 WHERE id = ?1",
+    [ST_KEY_SCAN] = "SELECT " KEY_COLS " FROM keys WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_KEY_USE] = "UPDATE keys SET credits = CASE WHEN credits IS NULL THEN NULL "
+                   "ELSE max(credits - ?2, 0) END, last_used_at = max(last_used_at, ?3) "
+                   "WHERE id = ?1",
     [ST_KEY_SET_HASH] = "UPDATE keys SET key_hash = ?2, legacy_sha256 = NULL WHERE id = ?1",
     [ST_AUDIT_APPEND] = "INSERT INTO audit (" AUDIT_COLS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
     [ST_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 "
@@ -441,6 +447,51 @@ static kw_rc sq_key_list(kw_store *base, const kw_key_filter *f, kw_key_record *
     return KW_OK;
 }
 
+static kw_rc sq_key_scan(kw_store *base, const char *after, size_t limit, kw_key_row **out,
+                         size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_SCAN];
+    kw_key_row *rows;
+    size_t count = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    rows = calloc(limit ? limit : 1, sizeof(*rows));
+    if (rows == NULL)
+        return KW_ERR_NOMEM;
+    sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ret = read_row(st, &rows[count]);
+        if (ret != KW_OK)
+            break;
+        count++;
+    }
+    if (ret == KW_OK && count < limit && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != KW_OK) {
+        kwi_key_rows_free(rows, count);
+        return ret;
+    }
+    *out = rows;
+    *n = count;
+    return KW_OK;
+}
+
+static kw_rc sq_key_use(kw_store *base, const char *id, int64_t spent, int64_t last_used_at)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_KEY_USE];
+
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, spent);
+    sqlite3_bind_int64(st, 3, last_used_at);
+    return exec_stmt(s, st);
+}
+
 static kw_rc sq_key_spend(kw_store *base, const char *id, int64_t cost, int64_t *remaining)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -614,6 +665,8 @@ static const kw_store_ops sqlite_ops = {
     .key_list = sq_key_list,
     .key_spend = sq_key_spend,
     .key_touch = sq_key_touch,
+    .key_scan = sq_key_scan,
+    .key_use = sq_key_use,
     .key_set_hash = sq_key_set_hash,
     .key_count_imported = sq_key_count_imported,
     .audit_append = sq_audit_append,

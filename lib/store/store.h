@@ -64,6 +64,11 @@ typedef struct kw_store_ops {
     kw_rc (*key_touch)(kw_store *s, const kw_key_row *row);
     /* Replace the stored hash and drop the legacy SHA-256 (seed key upgrade). */
     kw_rc (*key_set_hash)(kw_store *s, const char *id, const unsigned char hash[32]);
+    /* Full rows in id order after `after` ("" for the start), at most limit. */
+    kw_rc (*key_scan)(kw_store *s, const char *after, size_t limit, kw_key_row **out, size_t *n);
+    /* Apply usage gathered in memory: credits -= spent (never below zero,
+     * unlimited stays unlimited), last_used_at never moved backwards. */
+    kw_rc (*key_use)(kw_store *s, const char *id, int64_t spent, int64_t last_used_at);
     /* Number of imported keys (prefix ""), which are found by hash, not id. */
     kw_rc (*key_count_imported)(kw_store *s, int64_t *n);
 
@@ -82,6 +87,7 @@ kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[sta
 /* Free a row's owned memory. */
 void kwi_key_row_clear(kw_key_row *row);
 void kwi_audit_rows_free(kw_audit_row *rows, size_t n);
+void kwi_key_rows_free(kw_key_row *rows, size_t n);
 void kwi_audit_record_clear(kw_audit_record *r);
 
 #endif

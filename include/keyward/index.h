@@ -1,0 +1,66 @@
+/*
+ * keyward — the in-memory verification index (for servers).
+ *
+ * Holds every key record in memory, so that verifying an opaque key reads
+ * no storage: lookup by id, constant-time compare of the peppered hash, the
+ * decision, rate limit and credits all happen under one shard lock.
+ *
+ * - Thread-safe: one index is shared by all threads; each thread passes its
+ *   own kw_ctx (database connection) where one is needed.
+ * - Complete: every key is loaded at open, so a miss is NOT_FOUND without a
+ *   lookup. A store larger than `max_keys` is refused (KW_ERR_TOO_LARGE):
+ *   the documented bound on memory (docs/internals/index.md).
+ * - Usage (credits spent, last_used_at) is kept in memory and written by
+ *   kw_index_sync(), which also picks up changes made by other processes
+ *   (it follows the audit trail). Call it periodically (the server: every
+ *   100 ms) and once at shutdown.
+ * - Changes made through this process: call kw_index_refresh() after each.
+ */
+#ifndef KEYWARD_INDEX_H
+#define KEYWARD_INDEX_H
+
+#include <keyward/verify.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kw_index kw_index;
+
+typedef struct kw_index_stats {
+    size_t keys;        /**< records held */
+    uint64_t hits;      /**< verifications decided in memory */
+    uint64_t fallbacks; /**< verifications passed to storage (imported seed keys) */
+    uint64_t syncs;     /**< kw_index_sync runs that completed */
+    uint64_t reloads;   /**< records reloaded after a change */
+} kw_index_stats;
+
+/**
+ * Load every key through ctx.
+ * @return KW_OK, KW_ERR_TOO_LARGE (more than max_keys), KW_ERR_STORAGE, KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys) KW_WARN_UNUSED;
+
+/** Free. Call kw_index_sync first, or usage since the last sync is lost. Accepts NULL. */
+KW_API void kw_index_free(kw_index *idx);
+
+/**
+ * Verify like kw_verify(), from memory. Strings that are not opaque keys go
+ * to kw_verify(ctx, …) (imported seed keys, found by hash).
+ */
+KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t len,
+                             const kw_verify_request *req, kw_verify_result *out) KW_WARN_UNUSED;
+
+/** Reload one key from storage (after a change made through ctx). */
+KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id) KW_WARN_UNUSED;
+
+/** Write usage to storage and apply changes made elsewhere since the last sync. */
+KW_API kw_rc kw_index_sync(kw_index *idx, kw_ctx *ctx) KW_WARN_UNUSED;
+
+KW_API void kw_index_stats_get(kw_index *idx, kw_index_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,273 @@
+/* The in-memory verification index: same verdicts as storage, usage written
+ * by sync, changes from other connections picked up by sync, exact credits
+ * under threads, the size bound. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static const kw_actor actor = {"test", "local"};
+
+/* A second connection to the same database: another process, as far as
+ * the index can tell. */
+static kw_ctx *other(kwt_db *t)
+{
+    kw_ctx *c = NULL;
+
+    assert_int_equal(kw_open(&c, t->url, t->pepper, NULL), KW_OK);
+    return c;
+}
+
+static kw_verdict iverify(kw_index *idx, kwt_db *t, const kw_secret *key, const char *scope,
+                          int64_t *remaining)
+{
+    const char *scopes[1] = {scope};
+    kw_verify_request req = {scopes, scope ? 1 : 0, 1};
+    kw_verify_result res;
+    kw_verdict v;
+
+    assert_int_equal(kw_index_verify(idx, t->ctx, (const char *)kw_secret_cdata(key),
+                                     kw_secret_len(key), &req, &res),
+                     KW_OK);
+    v = res.code;
+    if (remaining)
+        *remaining = res.remaining;
+    kw_verify_result_clear(&res);
+    return v;
+}
+
+static kw_secret *make(kwt_db *t, int64_t credits, const char *scope, kw_key_record *rec)
+{
+    const char *scopes[1] = {scope};
+    kw_key_params p;
+
+    kw_key_params_init(&p);
+    p.credits = credits;
+    p.scopes = scopes;
+    p.nscopes = scope ? 1 : 0;
+    return kwt_key(t, &p, rec);
+}
+
+static void test_verdicts_match_storage(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_record rec = {0};
+    kw_secret *key = make(t, -1, "orders:*", &rec);
+    kw_index *idx;
+    char bad[128];
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    assert_int_equal(iverify(idx, t, key, "orders:read", NULL), KW_VALID);
+    assert_int_equal(iverify(idx, t, key, "billing:read", NULL), KW_INSUFFICIENT_SCOPE);
+    /* a wrong secret with a correct check: NOT_FOUND, like an unknown id */
+    memcpy(bad, kw_secret_cdata(key), kw_secret_len(key));
+    bad[20] = bad[20] == 'a' ? 'b' : 'a';
+    kw_key_check(bad + kw_secret_len(key) - 6, bad, kw_secret_len(key) - 6);
+    {
+        kw_verify_result res;
+        assert_int_equal(kw_index_verify(idx, t->ctx, bad, kw_secret_len(key), NULL, &res), KW_OK);
+        assert_int_equal(res.code, KW_NOT_FOUND);
+        assert_int_equal(res.found, 0);
+        kw_verify_result_clear(&res);
+        assert_int_equal(kw_index_verify(idx, t->ctx, "garbage", 7, NULL, &res), KW_OK);
+        assert_int_equal(res.code, KW_MALFORMED);
+        kw_verify_result_clear(&res);
+    }
+    assert_int_equal(kw_key_revoke(t->ctx, rec.id, &actor, NULL), KW_OK);
+    assert_int_equal(kw_index_refresh(idx, t->ctx, rec.id), KW_OK); /* write-through */
+    assert_int_equal(iverify(idx, t, key, "orders:read", NULL), KW_REVOKED);
+    kw_index_free(idx);
+    kw_secret_free(key);
+    kw_key_record_clear(&rec);
+}
+
+static void test_credits_in_memory_then_written(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_record rec = {0}, now = {0};
+    kw_secret *key = make(t, 5, NULL, &rec);
+    kw_index *idx;
+    int64_t left = -2;
+    int valid = 0;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    for (int i = 0; i < 7; i++)
+        valid += iverify(idx, t, key, NULL, &left) == KW_VALID;
+    assert_int_equal(valid, 5);
+    assert_int_equal(left, 0);
+    assert_int_equal(kw_key_get(t->ctx, rec.id, &now), KW_OK);
+    assert_int_equal(now.credits, 5); /* not written yet */
+    assert_int_equal(now.last_used_at, 0);
+    kw_key_record_clear(&now);
+    assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+    assert_int_equal(kw_key_get(t->ctx, rec.id, &now), KW_OK);
+    assert_int_equal(now.credits, 0);
+    assert_true(now.last_used_at >= kw_now() - 2);
+    kw_key_record_clear(&now);
+    kw_index_free(idx);
+    kw_secret_free(key);
+    kw_key_record_clear(&rec);
+}
+
+static void test_changes_elsewhere_arrive_with_sync(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_record rec = {0}, fresh = {0};
+    kw_secret *key = make(t, 10, NULL, &rec), *k2 = NULL;
+    kw_ctx *cli = other(t);
+    kw_key_params p;
+    kw_key_change c = {0};
+    kw_index *idx;
+    int64_t left;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    assert_int_equal(iverify(idx, t, key, NULL, &left), KW_VALID);
+    assert_int_equal(iverify(idx, t, key, NULL, &left), KW_VALID);
+    assert_int_equal(left, 8);
+
+    /* "keyward key update --credits 100" from another process: the two
+     * spends not yet written still count after the sync. */
+    kw_key_params_init(&c.p);
+    c.fields = KW_CHANGE_CREDITS;
+    c.p.credits = 100;
+    assert_int_equal(kw_key_update(cli, rec.id, &c, &actor, NULL), KW_OK);
+    /* a key created elsewhere is unknown until the sync */
+    kw_key_params_init(&p);
+    assert_int_equal(kw_key_create(cli, &p, &actor, &k2, &fresh), KW_OK);
+    assert_int_equal(iverify(idx, t, k2, NULL, NULL), KW_NOT_FOUND);
+    assert_int_equal(kw_key_revoke(cli, rec.id, &actor, NULL), KW_OK);
+    assert_int_equal(iverify(idx, t, key, NULL, NULL), KW_VALID); /* stale until sync */
+
+    assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+    assert_int_equal(iverify(idx, t, k2, NULL, NULL), KW_VALID);
+    assert_int_equal(iverify(idx, t, key, NULL, NULL), KW_REVOKED);
+    {
+        kw_key_record now = {0};
+        assert_int_equal(kw_key_get(t->ctx, rec.id, &now), KW_OK);
+        assert_int_equal(now.credits, 97); /* 100 set, minus 3 spends written after */
+        kw_key_record_clear(&now);
+    }
+    kw_close(cli);
+    kw_index_free(idx);
+    kw_secret_free(key);
+    kw_secret_free(k2);
+    kw_key_record_clear(&rec);
+    kw_key_record_clear(&fresh);
+}
+
+static void test_rotation_shares_credits(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_record rec = {0}, nrec = {0};
+    kw_secret *old = make(t, 4, NULL, &rec), *fresh = NULL;
+    kw_ctx *cli = other(t);
+    kw_index *idx;
+    int valid = 0;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    assert_int_equal(kw_key_rotate(cli, rec.id, 3600, &actor, &fresh, &nrec), KW_OK);
+    assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+    for (int i = 0; i < 3; i++) {
+        valid += iverify(idx, t, old, NULL, NULL) == KW_VALID;
+        valid += iverify(idx, t, fresh, NULL, NULL) == KW_VALID;
+    }
+    assert_int_equal(valid, 4);
+    assert_int_equal(iverify(idx, t, old, NULL, NULL), KW_USAGE_EXCEEDED);
+    assert_int_equal(iverify(idx, t, fresh, NULL, NULL), KW_USAGE_EXCEEDED);
+    kw_close(cli);
+    kw_index_free(idx);
+    kw_secret_free(old);
+    kw_secret_free(fresh);
+    kw_key_record_clear(&rec);
+    kw_key_record_clear(&nrec);
+}
+
+static void test_size_bound(void **state)
+{
+    kwt_db *t = *state;
+    kw_secret *k[3];
+    kw_index *idx = NULL;
+
+    for (int i = 0; i < 3; i++)
+        k[i] = make(t, -1, NULL, NULL);
+    assert_int_equal(kw_index_open(&idx, t->ctx, 2), KW_ERR_TOO_LARGE);
+    assert_null(idx);
+    assert_int_equal(kw_index_open(&idx, t->ctx, 3), KW_OK);
+    {
+        kw_index_stats st;
+        kw_index_stats_get(idx, &st);
+        assert_int_equal(st.keys, 3);
+    }
+    kw_index_free(idx);
+    for (int i = 0; i < 3; i++)
+        kw_secret_free(k[i]);
+}
+
+typedef struct worker {
+    kw_index *idx;
+    kwt_db *t;
+    const kw_secret *key;
+    int valid;
+} worker;
+
+static void *spend_loop(void *arg)
+{
+    worker *w = arg;
+
+    for (int i = 0; i < 50; i++) {
+        kw_verify_result res;
+        if (kw_index_verify(w->idx, w->t->ctx, (const char *)kw_secret_cdata(w->key),
+                            kw_secret_len(w->key), NULL, &res) == KW_OK &&
+            res.code == KW_VALID)
+            w->valid++;
+        kw_verify_result_clear(&res);
+    }
+    return NULL;
+}
+
+static void test_exact_credits_under_threads(void **state)
+{
+    kwt_db *t = *state;
+    kw_secret *key = make(t, 100, NULL, NULL);
+    worker w[4];
+    pthread_t tid[4];
+    kw_index *idx;
+    int total = 0;
+
+    /* kw_index_verify only reads the pepper from ctx for opaque keys, so
+     * the threads may share t->ctx here. */
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){idx, t, key, 0};
+        assert_int_equal(pthread_create(&tid[i], NULL, spend_loop, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(tid[i], NULL);
+        total += w[i].valid;
+    }
+    assert_int_equal(total, 100);
+    kw_index_free(idx);
+    kw_secret_free(key);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_verdicts_match_storage, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_credits_in_memory_then_written, kwt_setup,
+                                        kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_changes_elsewhere_arrive_with_sync, kwt_setup,
+                                        kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_shares_credits, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_size_bound, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_exact_credits_under_threads, kwt_setup, kwt_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
