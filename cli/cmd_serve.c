@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_LISTEN = 256, OPT_THREADS, OPT_TRUSTED, OPT_HELP = 'h' };
+enum { OPT_LISTEN = 256, OPT_THREADS, OPT_TRUSTED, OPT_INDEX_MAX, OPT_HELP = 'h' };
 
 static const char serve_help[] =
     "usage: keyward serve [--listen ADDR:PORT] [--threads N] [--trusted CIDR]...\n\n"
@@ -16,7 +16,9 @@ static const char serve_help[] =
     "  --listen ADDR:PORT  default 127.0.0.1:8700 (env KEYWARD_LISTEN); port 0 picks one\n"
     "  --threads N         event loops, default the number of cores\n"
     "  --trusted CIDR      who may call GET /v1/auth (repeatable);\n"
-    "                      default 127.0.0.0/8 and ::1\n";
+    "                      default 127.0.0.0/8 and ::1\n"
+    "  --index-max N       most keys held in memory (default 10000000); a larger\n"
+    "                      store is refused at start (docs/internals/index.md)\n";
 
 int serve_main(kwc_global *g, int argc, char **argv)
 {
@@ -24,6 +26,7 @@ int serve_main(kwc_global *g, int argc, char **argv)
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"trusted", required_argument, NULL, OPT_TRUSTED},
+        {"index-max", required_argument, NULL, OPT_INDEX_MAX},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
     };
@@ -38,6 +41,8 @@ int serve_main(kwc_global *g, int argc, char **argv)
     cfg.listen = getenv("KEYWARD_LISTEN") && getenv("KEYWARD_LISTEN")[0] ? getenv("KEYWARD_LISTEN")
                                                                          : "127.0.0.1:8700";
     cfg.threads = cores > 0 ? (int)cores : 1;
+    cfg.index_max = 10000000;
+    cfg.sync_ms = 100;
     while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
         switch (c) {
         case OPT_LISTEN: cfg.listen = optarg; break;
@@ -52,6 +57,11 @@ int serve_main(kwc_global *g, int argc, char **argv)
                 return kwc_usage(g, "--trusted takes an address or CIDR (at most %d), not '%s'",
                                  KWS_TRUSTED_MAX, optarg);
             cfg.ntrusted++;
+            break;
+        case OPT_INDEX_MAX:
+            if (kwc_parse_u64(optarg, 1000000000, &n) != 0 || n == 0)
+                return kwc_usage(g, "--index-max takes 1 to 10^9, not '%s'", optarg);
+            cfg.index_max = (size_t)n;
             break;
         case OPT_HELP: fputs(serve_help, stdout); return EXIT_DONE;
         default: return EXIT_USAGE;

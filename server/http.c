@@ -194,6 +194,24 @@ int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail)
     }
 }
 
+kw_rc kws_verify(h2o_req_t *req, const char *key, size_t len, const kw_verify_request *vr,
+                 kw_verify_result *res)
+{
+    kws_thread *t = kws_thread_of(req);
+
+    return kw_index_verify(t->index, t->kw, key, len, vr, res);
+}
+
+void kws_changed(h2o_req_t *req, const char *id)
+{
+    kws_thread *t = kws_thread_of(req);
+
+    /* The change is committed; if the reload fails, the next sync (it
+     * follows the audit trail) brings it in. */
+    if (kw_index_refresh(t->index, t->kw, id) != KW_OK)
+        fprintf(stderr, "keyward serve: index reload of %s failed: %s\n", id, kw_errmsg(t->kw));
+}
+
 /* The key of "Authorization: Bearer <key>", or a zero iovec. */
 static h2o_iovec_t bearer(h2o_req_t *req)
 {
@@ -245,7 +263,7 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
         kws_send_error(req, 401, "unauthorized", "an admin key is needed: Authorization: Bearer");
         return 0;
     }
-    rc = kw_verify(t->kw, key.base, key.len, &vr, &res);
+    rc = kws_verify(req, key.base, key.len, &vr, &res);
     if (rc == KW_OK)
         kws_metrics_verdict(req, KWS_SRC_ADMIN, res.code);
     if (rc != KW_OK) {

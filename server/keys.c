@@ -204,9 +204,10 @@ static int create(h2o_req_t *req)
     if (body_params_read(req, o, &bp, 1) == 0) {
         a = actor_of(req, admin, client, sizeof(client));
         rc = kw_key_create(t->kw, &bp.c.p, &a, &key, &rec);
-        if (rc == KW_OK)
+        if (rc == KW_OK) {
+            kws_changed(req, rec.id);
             send_new_key(req, key, &rec);
-        else
+        } else
             kws_send_rc(req, rc, kw_errmsg(t->kw));
     }
     kw_secret_free(key);
@@ -312,6 +313,8 @@ int kws_keys_item(h2o_req_t *req, const char *id)
         free(bp.meta);
         json_decref(o);
     }
+    if (rc == KW_OK && !h2o_memis(m, ml, H2O_STRLIT("GET")))
+        kws_changed(req, id);
     if (rc == KW_OK)
         send_record(req, 200, &rec);
     else
@@ -358,9 +361,11 @@ int kws_keys_rotate(h2o_req_t *req, const char *id)
     }
     a = actor_of(req, admin, client, sizeof(client));
     rc = kw_key_rotate(t->kw, id, grace, &a, &key, &rec);
-    if (rc == KW_OK)
+    if (rc == KW_OK) {
+        kws_changed(req, id);
+        kws_changed(req, rec.id);
         send_new_key(req, key, &rec);
-    else
+    } else
         kws_send_rc(req, rc, kw_errmsg(t->kw));
     kw_secret_free(key);
     kw_key_record_clear(&rec);

@@ -16,6 +16,7 @@
 #define DRAIN_MS 5000
 
 static atomic_int stopping;
+static kw_index *shared_index;
 static kws_thread *threads; /* reachable until exit (see thread_main) */
 static h2o_globalconf_t config;
 
@@ -117,6 +118,35 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* Write usage and pick up outside changes every sync_ms, on a connection
+ * of its own, until the loops have stopped; then once more. */
+static void *sync_main(void *arg)
+{
+    const kws_config *cfg = arg;
+    char err[256] = "";
+    kw_open_opts oo = {.create = 0, .err = err, .err_len = sizeof(err)};
+    kw_ctx *ctx = NULL;
+    int failing = 0;
+
+    if (kw_open(&ctx, cfg->db_url, cfg->pepper, &oo) != KW_OK) {
+        fprintf(stderr, "keyward serve: the index writer cannot open the database: %s\n", err);
+        return NULL;
+    }
+    while (atomic_load(&stopping) != 2) {
+        kw_rc rc = kw_index_sync(shared_index, ctx);
+        if (rc != KW_OK && !failing)
+            fprintf(stderr, "keyward serve: index sync failed (will retry): %s\n", kw_errmsg(ctx));
+        failing = rc != KW_OK;
+        if (atomic_load(&stopping) == 2)
+            break;
+        usleep((useconds_t)cfg->sync_ms * 1000);
+    }
+    if (kw_index_sync(shared_index, ctx) != KW_OK)
+        fprintf(stderr, "keyward serve: final index sync failed: %s\n", kw_errmsg(ctx));
+    kw_close(ctx);
+    return NULL;
+}
+
 static void setup_config(void)
 {
     h2o_hostconf_t *host;
@@ -161,7 +191,7 @@ static int prepare(const kws_config *cfg, kws_thread *ts, int n, char *where, si
             getsockname(ts[0].fd, (struct sockaddr *)&ss, &len);
         }
         ts[i].cfg = cfg;
-        ts[i].index = i;
+        ts[i].num = i;
     }
     {
         char host[NI_MAXHOST];
@@ -193,13 +223,30 @@ int kws_run(const kws_config *cfg)
     setup_config();
     ret = prepare(cfg, threads, n, where, sizeof(where));
     if (ret == 0) {
-        int started = 0;
+        uint64_t t0 = kws_clock_us();
+        kw_rc rc = kw_index_open(&shared_index, threads[0].kw, cfg->index_max);
+        if (rc != KW_OK) {
+            fprintf(stderr, "keyward serve: cannot build the index: %s: %s\n", kw_strerror(rc),
+                    kw_errmsg(threads[0].kw));
+            ret = rc == KW_ERR_TOO_LARGE ? 2 : 4;
+        } else {
+            kw_index_stats st;
+            kw_index_stats_get(shared_index, &st);
+            fprintf(stderr, "keyward serve: %zu keys indexed in %.3f s\n", st.keys,
+                    (double)(kws_clock_us() - t0) / 1e6);
+        }
+    }
+    if (ret == 0) {
+        pthread_t sync_tid;
+        int started = 0, syncing;
         for (int i = 0; i < n; i++) {
+            threads[i].index = shared_index;
             if (pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]) != 0)
                 break;
             threads[i].started = 1;
             started++;
         }
+        syncing = pthread_create(&sync_tid, NULL, sync_main, (void *)cfg) == 0;
         fprintf(stderr, "keyward serve: listening on %s (%d threads)\n", where, started);
         fflush(stderr);
         sigwait(&sigs, &sig);
@@ -209,7 +256,12 @@ int kws_run(const kws_config *cfg)
         for (int i = 0; i < n; i++)
             if (threads[i].started)
                 pthread_join(threads[i].tid, NULL);
+        atomic_store(&stopping, 2); /* loops done: the writer's last sync sees everything */
+        if (syncing)
+            pthread_join(sync_tid, NULL);
     }
+    kw_index_free(shared_index);
+    shared_index = NULL;
     for (int i = 0; i < n; i++) {
         kw_close(threads[i].kw);
         if (!threads[i].started && threads[i].fd >= 0)

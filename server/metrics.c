@@ -127,6 +127,20 @@ int kws_metrics_text(h2o_req_t *req)
     EMIT("# HELP keyward_database_errors_total Database failures seen by the server.\n");
     EMIT("# TYPE keyward_database_errors_total counter\n");
     EMIT("keyward_database_errors_total %llu\n", (unsigned long long)SUM(db_errors));
+    if (nthreads > 0 && all_threads[0].index != NULL) {
+        kw_index_stats st;
+        kw_index_stats_get(all_threads[0].index, &st);
+        EMIT("# HELP keyward_index_keys Key records held in memory.\n");
+        EMIT("# TYPE keyward_index_keys gauge\nkeyward_index_keys %zu\n", st.keys);
+        EMIT("# HELP keyward_index_lookups_total Verifications by where they were decided.\n");
+        EMIT("# TYPE keyward_index_lookups_total counter\n");
+        EMIT("keyward_index_lookups_total{where=\"memory\"} %llu\n", (unsigned long long)st.hits);
+        EMIT("keyward_index_lookups_total{where=\"storage\"} %llu\n",
+             (unsigned long long)st.fallbacks);
+        EMIT("# HELP keyward_index_syncs_total Completed writes of usage and reloads.\n");
+        EMIT("# TYPE keyward_index_syncs_total counter\nkeyward_index_syncs_total %llu\n",
+             (unsigned long long)st.syncs);
+    }
     EMIT("# HELP keyward_threads Event-loop threads.\n# TYPE keyward_threads gauge\n");
     EMIT("keyward_threads %d\n", nthreads);
 #undef EMIT

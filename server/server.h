@@ -29,6 +29,8 @@ typedef struct kws_config {
     const kw_secret *pepper;           /* borrowed */
     kws_cidr trusted[KWS_TRUSTED_MAX]; /* who may call /v1/auth */
     int ntrusted;
+    size_t index_max; /* most keys the in-memory index holds */
+    int sync_ms;      /* how often usage is written and changes picked up */
 } kws_config;
 
 /* Routes, for metrics. */
@@ -65,9 +67,10 @@ typedef struct kws_thread {
     h2o_accept_ctx_t accept;
     h2o_socket_t *listener;
     kw_ctx *kw;
+    kw_index *index; /* shared by every thread */
     const kws_config *cfg;
     int fd;
-    int index;
+    int num;
     pthread_t tid;
     int started;
     kws_metrics metrics;
@@ -130,6 +133,12 @@ void kws_metrics_request(h2o_req_t *req, int route, uint64_t started_us);
 void kws_metrics_verdict(h2o_req_t *req, int source, kw_verdict code);
 void kws_metrics_db_error(h2o_req_t *req);
 int kws_metrics_text(h2o_req_t *req); /* GET /metrics */
+
+/* Verify through the shared index (storage only for imported keys). */
+kw_rc kws_verify(h2o_req_t *req, const char *key, size_t len, const kw_verify_request *vr,
+                 kw_verify_result *res);
+/* After a change made through this thread's context: update the index. */
+void kws_changed(h2o_req_t *req, const char *id);
 
 /* Route a request; always answers. */
 int kws_route(h2o_handler_t *self, h2o_req_t *req);

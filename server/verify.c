@@ -83,7 +83,7 @@ int kws_keys_verify(h2o_req_t *req)
         }
         vr.cost = (uint32_t)json_integer_value(cost);
     }
-    rc = kw_verify(t->kw, json_string_value(key), json_string_length(key), &vr, &res);
+    rc = kws_verify(req, json_string_value(key), json_string_length(key), &vr, &res);
     json_decref(o);
     if (rc == KW_OK)
         kws_metrics_verdict(req, KWS_SRC_VERIFY, res.code);
@@ -173,7 +173,7 @@ int kws_auth(h2o_req_t *req)
         fprintf(stderr, "keyward serve: /v1/auth: bad X-Required-Scopes from the gateway\n");
         return kws_send_error(req, 500, "internal", "X-Required-Scopes is malformed");
     }
-    rc = kw_verify(t->kw, key.base, key.len, &vr, &res);
+    rc = kws_verify(req, key.base, key.len, &vr, &res);
     if (rc == KW_OK)
         kws_metrics_verdict(req, KWS_SRC_AUTH, res.code);
     if (rc != KW_OK) {

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,8 +35,12 @@ class OpenApiRoutes(unittest.TestCase):
         cls.proc = subprocess.Popen(
             [BIN, "--db", db, "serve", "--listen", "127.0.0.1:0", "--threads", "1"],
             env=env, stderr=subprocess.PIPE, text=True)
-        line = cls.proc.stderr.readline()
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        line, m = "", None
+        for _ in range(20):  # start-up lines come first
+            line = cls.proc.stderr.readline()
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if m or not line:
+                break
         if not m:
             cls.proc.kill()
             raise RuntimeError("server did not start: " + line)
@@ -118,6 +123,7 @@ class OpenApiRoutes(unittest.TestCase):
         out = subprocess.run([BIN, "--db", self.db, "key", "create", "--rate", "2/60s", "--json"],
                              env=self.env, capture_output=True, text=True, check=True).stdout
         key = json.loads(out)["key"]
+        time.sleep(0.3)  # a CLI change reaches the server with its next sync (100 ms)
         seen = []
         for _ in range(3):
             c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)

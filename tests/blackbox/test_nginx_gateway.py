@@ -47,6 +47,12 @@ http {
 '''
 
 
+def settle():
+    """Changes made with the command line reach a running server with its
+    next index sync (every 100 ms): give it three."""
+    time.sleep(0.3)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -78,8 +84,15 @@ class NginxGateway(unittest.TestCase):
         cls.kw = subprocess.Popen(
             [BIN, "--db", cls.db, "serve", "--listen", "127.0.0.1:0", "--threads", "1"],
             env=cls.env, stderr=subprocess.PIPE, text=True)
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", cls.kw.stderr.readline())
-        assert m, "keyward serve did not start"
+        m = None
+        for _ in range(20):  # start-up lines come first
+            line = cls.kw.stderr.readline()
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if m or not line:
+                break
+        if not m:
+            cls.kw.kill()
+            raise RuntimeError("keyward serve did not start")
         kw_port, cls.api, cls.gw = int(m.group(1)), free_port(), free_port()
         with open(os.path.join(ROOT, "docs", "nginx", "keyward-gateway.conf")) as f:
             conf = f.read()
@@ -112,6 +125,7 @@ class NginxGateway(unittest.TestCase):
         out = subprocess.run([BIN, "--db", self.db, "key", "create", "--json"] + list(args),
                              env=self.env, check=True, capture_output=True, text=True).stdout
         rec = json.loads(out)
+        settle()
         return rec["key"], rec["id"]
 
     def get(self, path, key=None, header="Authorization"):
@@ -144,6 +158,7 @@ class NginxGateway(unittest.TestCase):
         revoked, rid = self.create("--scope", "orders:read")
         subprocess.run([BIN, "--db", self.db, "key", "revoke", rid], env=self.env, check=True,
                        capture_output=True)
+        settle()
         status, headers, _ = self.get("/orders/1", revoked)
         self.assertEqual(status, 401)
         expiring, _ = self.create("--scope", "orders:read", "--expires", "1s")
