@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SHARDS 64
 #define SCAN_PAGE 1000
@@ -112,19 +113,13 @@ static void remove_slot(shard *s, size_t i)
  * there keeps its rate-limit window (unless the limit changed) and the
  * spends not yet written, which storage does not know of yet.
  */
-static kw_rc put_row(kw_index *idx, kw_key_row *row)
+static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, kw_key_row *row)
 {
-    uint64_t h = id_hash(row->rec.id);
-    shard *s = shard_of(idx, h);
-    kw_rc rc = KW_OK;
     entry *e;
     size_t i;
 
-    pthread_mutex_lock(&s->lock);
-    if ((s->n + 1) * 10 > s->cap * 7 && grow(s) != 0) {
-        rc = KW_ERR_NOMEM;
-        goto out;
-    }
+    if ((s->n + 1) * 10 > s->cap * 7 && grow(s) != 0)
+        return KW_ERR_NOMEM;
     i = probe(s, row->rec.id, h);
     e = s->slots[i];
     if (e != NULL) {
@@ -144,60 +139,147 @@ static kw_rc put_row(kw_index *idx, kw_key_row *row)
         kwi_key_row_clear(&e->row);
         e->row = *row;
     } else {
-        if (atomic_load(&idx->keys) >= idx->max_keys) {
-            rc = KW_ERR_TOO_LARGE;
-            goto out;
-        }
+        if (atomic_load(&idx->keys) >= idx->max_keys)
+            return KW_ERR_TOO_LARGE;
         e = calloc(1, sizeof(*e));
-        if (e == NULL) {
-            rc = KW_ERR_NOMEM;
-            goto out;
-        }
+        if (e == NULL)
+            return KW_ERR_NOMEM;
         e->row = *row;
         s->slots[i] = e;
         s->n++;
         atomic_fetch_add(&idx->keys, 1);
     }
     memset(row, 0, sizeof(*row));
-out:
+    return KW_OK;
+}
+
+/*
+ * Put a row loaded from storage (ownership moves in). An entry already
+ * there keeps its rate-limit window (unless the limit changed) and the
+ * spends not yet written, which storage does not know of yet.
+ */
+static kw_rc put_row(kw_index *idx, kw_key_row *row)
+{
+    uint64_t h = id_hash(row->rec.id);
+    shard *s = shard_of(idx, h);
+    kw_rc rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = put_row_locked(idx, s, h, row);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
 
-static void drop(kw_index *idx, const char *id)
+static void drop_locked(kw_index *idx, shard *s, const char *id, uint64_t h)
 {
-    uint64_t h = id_hash(id);
-    shard *s = shard_of(idx, h);
     size_t i;
 
-    pthread_mutex_lock(&s->lock);
     if (s->cap && s->slots[i = probe(s, id, h)] != NULL) {
         remove_slot(s, i);
         atomic_fetch_sub(&idx->keys, 1);
     }
-    pthread_mutex_unlock(&s->lock);
 }
 
-KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id)
+/* Reload one key, with its shard's lock held (locked) or not. */
+static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int locked)
 {
+    uint64_t h = id_hash(id);
+    shard *s = shard_of(idx, h);
     kw_key_row row;
     kw_rc rc;
 
     if (!kw_key_id_valid(id))
         return KW_ERR_INVALID;
     rc = ctx->store->ops->key_get(ctx->store, id, &row);
-    if (rc == KW_ERR_NOT_FOUND) {
-        drop(idx, id);
-        return KW_OK;
-    }
-    if (rc != KW_OK) {
+    if (rc != KW_OK && rc != KW_ERR_NOT_FOUND) {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
         return rc;
     }
-    atomic_fetch_add(&idx->reloads, 1);
-    rc = put_row(idx, &row);
-    kwi_key_row_clear(&row);
+    if (!locked)
+        pthread_mutex_lock(&s->lock);
+    if (rc == KW_ERR_NOT_FOUND) {
+        drop_locked(idx, s, id, h);
+        rc = KW_OK;
+    } else {
+        atomic_fetch_add(&idx->reloads, 1);
+        rc = put_row_locked(idx, s, h, &row);
+        kwi_key_row_clear(&row);
+    }
+    if (!locked)
+        pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out)
+{
+    uint64_t h;
+    shard *s;
+    entry *e;
+    kw_rc rc = KW_ERR_NOT_FOUND;
+
+    if (!kw_key_id_valid(id))
+        return KW_ERR_NOT_FOUND;
+    h = id_hash(id);
+    s = shard_of(idx, h);
+    pthread_mutex_lock(&s->lock);
+    if ((e = find(s, id, h)) != NULL)
+        rc = kwi_record_copy(out, &e->row.rec);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id)
+{
+    return reload(idx, ctx, id, 0);
+}
+
+KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id)
+{
+    uint64_t h = id_hash(id);
+    shard *s = shard_of(idx, h);
+    entry *e;
+    kw_rc rc = KW_OK;
+
+    if (!kw_key_id_valid(id))
+        return KW_ERR_INVALID;
+    for (;;) { /* a sync writing this key's usage finishes first */
+        pthread_mutex_lock(&s->lock);
+        e = find(s, id, h);
+        if (e == NULL || e->flushing == 0)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        usleep(1000);
+    }
+    if (e != NULL && e->dirty) {
+        rc = ctx->store->ops->begin(ctx->store);
+        if (rc == KW_OK)
+            rc = ctx->store->ops->key_use(ctx->store, id, e->spent, e->used_at);
+        if (rc == KW_OK)
+            rc = ctx->store->ops->commit(ctx->store);
+        if (rc == KW_OK) {
+            e->spent = 0;
+            e->dirty = 0;
+        } else {
+            kwi_seterr(ctx, "%s", ctx->store->errmsg);
+            ctx->store->ops->rollback(ctx->store);
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    return rc;
+}
+
+KW_API kw_rc kw_index_change_end(kw_index *idx, kw_ctx *ctx, const char *id, const char *made)
+{
+    shard *s = shard_of(idx, id_hash(id));
+    kw_rc rc = KW_OK, rc2;
+
+    /* A key the change made (rotation) first, so that the old key never
+     * points at credits the index does not hold. */
+    if (made != NULL && kw_key_id_valid(made))
+        rc = reload(idx, ctx, made, shard_of(idx, id_hash(made)) == s);
+    rc2 = reload(idx, ctx, id, 1);
+    pthread_mutex_unlock(&s->lock);
+    return rc != KW_OK ? rc : rc2;
 }
 
 KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)

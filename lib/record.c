@@ -100,6 +100,11 @@ kw_rc kwi_params_check(kw_ctx *ctx, const kw_key_params *p, unsigned fields)
         kwi_seterr(ctx, "expiry is in the past");
         return KW_ERR_INVALID;
     }
+    if ((fields & KW_CHANGE_NOT_BEFORE) && (fields & KW_CHANGE_EXPIRES) && p->not_before != 0 &&
+        p->expires_at != 0 && p->not_before >= p->expires_at) {
+        kwi_seterr(ctx, "not_before must be earlier than the expiry");
+        return KW_ERR_INVALID;
+    }
     if ((fields & KW_CHANGE_NOT_BEFORE) && p->not_before < 0) {
         kwi_seterr(ctx, "not_before is negative");
         return KW_ERR_INVALID;

@@ -142,6 +142,9 @@ int kws_send_text(h2o_req_t *req, int status, const char *json)
                    H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
                    H2O_STRLIT("no-store"));
+    /* A known length: no chunked encoding, and h2o keeps the connection
+     * alive after non-200 answers (it closes chunked ones). */
+    req->res.content_length = len;
     h2o_send_inline(req, body, len);
     return 0;
 }
@@ -212,8 +215,16 @@ void kws_changed(h2o_req_t *req, const char *id)
         fprintf(stderr, "keyward serve: index reload of %s failed: %s\n", id, kw_errmsg(t->kw));
 }
 
+void kws_change_end(h2o_req_t *req, const char *id, const char *made)
+{
+    kws_thread *t = kws_thread_of(req);
+
+    if (kw_index_change_end(t->index, t->kw, id, made) != KW_OK)
+        fprintf(stderr, "keyward serve: index reload of %s failed: %s\n", id, kw_errmsg(t->kw));
+}
+
 /* The key of "Authorization: Bearer <key>", or a zero iovec. */
-static h2o_iovec_t bearer(h2o_req_t *req)
+h2o_iovec_t kws_bearer(h2o_req_t *req)
 {
     h2o_iovec_t v = kws_header(req, "authorization");
 
@@ -254,7 +265,7 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
     const char *scopes[1] = {scope};
     kw_verify_request vr = {scopes, 1, 1};
     kw_verify_result res;
-    h2o_iovec_t key = bearer(req);
+    h2o_iovec_t key = kws_bearer(req);
     char msg[128];
     kw_rc rc;
 

@@ -290,12 +290,18 @@ int kws_keys_item(h2o_req_t *req, const char *id)
     if (h2o_memis(m, ml, H2O_STRLIT("GET"))) {
         if (!kws_admin(req, "keys:read", admin))
             return 0;
-        rc = kw_key_get(t->kw, id, &rec);
+        /* From memory: credits and last use as of now, not of the last sync. */
+        rc = kw_index_get(t->index, id, &rec);
+        if (rc == KW_ERR_NOT_FOUND)
+            rc = kw_key_get(t->kw, id, &rec);
     } else if (h2o_memis(m, ml, H2O_STRLIT("DELETE"))) {
         if (!kws_admin(req, "keys:revoke", admin))
             return 0;
         a = actor_of(req, admin, client, sizeof(client));
-        rc = kw_key_revoke(t->kw, id, &a, &rec);
+        if ((rc = kw_index_change_begin(t->index, t->kw, id)) == KW_OK) {
+            rc = kw_key_revoke(t->kw, id, &a, &rec);
+            kws_change_end(req, id, NULL);
+        }
     } else {
         body_params bp;
         json_t *o;
@@ -309,12 +315,13 @@ int kws_keys_item(h2o_req_t *req, const char *id)
             return 0;
         }
         a = actor_of(req, admin, client, sizeof(client));
-        rc = kw_key_update(t->kw, id, &bp.c, &a, &rec);
+        if ((rc = kw_index_change_begin(t->index, t->kw, id)) == KW_OK) {
+            rc = kw_key_update(t->kw, id, &bp.c, &a, &rec);
+            kws_change_end(req, id, NULL);
+        }
         free(bp.meta);
         json_decref(o);
     }
-    if (rc == KW_OK && !h2o_memis(m, ml, H2O_STRLIT("GET")))
-        kws_changed(req, id);
     if (rc == KW_OK)
         send_record(req, 200, &rec);
     else
@@ -344,8 +351,9 @@ int kws_keys_rotate(h2o_req_t *req, const char *id)
         json_object_foreach(o, k, v)
         {
             if (strcmp(k, "grace_seconds") != 0) {
+                bad(req, "unknown field \"%.64s\"", k); /* k lives in o: answer first */
                 json_decref(o);
-                return bad(req, "unknown field \"%.64s\"", k), 0;
+                return 0;
             }
         }
         g = json_object_get(o, "grace_seconds");
@@ -360,12 +368,13 @@ int kws_keys_rotate(h2o_req_t *req, const char *id)
         json_decref(o);
     }
     a = actor_of(req, admin, client, sizeof(client));
-    rc = kw_key_rotate(t->kw, id, grace, &a, &key, &rec);
-    if (rc == KW_OK) {
-        kws_changed(req, id);
-        kws_changed(req, rec.id);
+    if ((rc = kw_index_change_begin(t->index, t->kw, id)) == KW_OK) {
+        rc = kw_key_rotate(t->kw, id, grace, &a, &key, &rec);
+        kws_change_end(req, id, rc == KW_OK ? rec.id : NULL);
+    }
+    if (rc == KW_OK)
         send_new_key(req, key, &rec);
-    } else
+    else
         kws_send_rc(req, rc, kw_errmsg(t->kw));
     kw_secret_free(key);
     kw_key_record_clear(&rec);

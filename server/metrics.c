@@ -148,6 +148,7 @@ int kws_metrics_text(h2o_req_t *req)
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("text/plain; version=0.0.4"));
+    req->res.content_length = buf->size;
     h2o_send_inline(req, buf->bytes, buf->size);
     h2o_buffer_dispose(&buf);
     return 0;

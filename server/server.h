@@ -89,6 +89,9 @@ int kws_cidr_match(const kws_cidr *nets, int n, const struct sockaddr *sa);
 kws_thread *kws_thread_of(h2o_req_t *req);
 /* The client's numeric address into buf (at least 64 bytes). */
 void kws_peer(h2o_req_t *req, char *buf, size_t cap);
+/* The key of "Authorization: Bearer <key>" (any case, extra spaces
+ * skipped), or a zero iovec. */
+h2o_iovec_t kws_bearer(h2o_req_t *req);
 /* A request header's value (name in lower case), or a zero iovec. */
 h2o_iovec_t kws_header(h2o_req_t *req, const char *name);
 /* The value of query parameter `name`, percent-decoded, NUL-terminated in
@@ -139,6 +142,8 @@ kw_rc kws_verify(h2o_req_t *req, const char *key, size_t len, const kw_verify_re
                  kw_verify_result *res);
 /* After a change made through this thread's context: update the index. */
 void kws_changed(h2o_req_t *req, const char *id);
+/* End a change bracketed by kw_index_change_begin (made: a new key or NULL). */
+void kws_change_end(h2o_req_t *req, const char *id, const char *made);
 
 /* Route a request; always answers. */
 int kws_route(h2o_handler_t *self, h2o_req_t *req);

@@ -113,6 +113,7 @@ static int auth_answer(h2o_req_t *req, int status, const char *code)
     req->res.reason = status == 200 ? "OK" : "Refused";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
                    H2O_STRLIT("no-store"));
+    req->res.content_length = 0; /* keeps the gateway's connection alive on refusals */
     h2o_send_inline(req, "", 0);
     return 0;
 }
@@ -160,13 +161,9 @@ int kws_auth(h2o_req_t *req)
     if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) == 0 ||
         !kws_cidr_match(t->cfg->trusted, t->cfg->ntrusted, (struct sockaddr *)&ss))
         return kws_send_error(req, 403, "forbidden", "/v1/auth answers trusted addresses only");
-    key = kws_header(req, "authorization");
-    if (key.len >= 7 && strncasecmp(key.base, "bearer ", 7) == 0) {
-        key.base += 7;
-        key.len -= 7;
-    } else {
+    key = kws_bearer(req);
+    if (key.len == 0)
         key = kws_header(req, "x-api-key");
-    }
     if (key.len == 0)
         return auth_answer(req, 401, "MISSING");
     if (required_scopes(req, scopes, &vr.nscopes) != 0) {

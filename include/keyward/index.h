@@ -51,6 +51,23 @@ KW_API void kw_index_free(kw_index *idx);
 KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t len,
                              const kw_verify_request *req, kw_verify_result *out) KW_WARN_UNUSED;
 
+/**
+ * Around a change to key `id` made through ctx (update, rotate, revoke):
+ * begin writes the key's usage not yet written (so that the change sees
+ * it: a new credit balance is absolute, a rotation carries the true
+ * balance) and holds the key's shard until end, which reloads the key
+ * (and `made`, the key a rotation made; may be NULL). On failure begin
+ * holds nothing and the change must not be made.
+ */
+KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id) KW_WARN_UNUSED;
+KW_API kw_rc kw_index_change_end(kw_index *idx, kw_ctx *ctx, const char *id, const char *made);
+
+/**
+ * A copy of a key's record as the index holds it (credits and last use as
+ * of now). @return KW_OK, KW_ERR_NOT_FOUND, KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out) KW_WARN_UNUSED;
+
 /** Reload one key from storage (after a change made through ctx). */
 KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id) KW_WARN_UNUSED;
 

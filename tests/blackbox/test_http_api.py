@@ -483,6 +483,31 @@ class Gateway(ServerTestCase):
         got = self.auth(extra={"Authorization": "bearer " + d["key"]})
         self.assert_auth(got, 200, "VALID")
 
+    def test_patch_credits_right_after_use_is_absolute(self):
+        """PATCH credits=5 sets 5, even when the key was just used (usage
+        the server has not written to the database yet must not be taken
+        off the new value)."""
+        d = self.create(credits=10)
+        for _ in range(3):
+            self.assert_auth(self.auth(d["key"]), 200, "VALID")
+        rec = self.expect(self.call("PATCH", "/v1/keys/" + d["id"], {"credits": 5}), 200)
+        self.assertEqual(rec["credits"], 5)
+        time.sleep(0.5)  # past the usage sync
+        self.assertEqual(self.get(d["id"])["credits"], 5)
+        self.assertEqual(self.verify(d["key"])["remaining"], 4)
+
+    def test_rotate_right_after_use_keeps_the_balance(self):
+        """docs/verification.md: rotating never doubles a quota. Credits
+        spent just before the rotation stay spent."""
+        d = self.create(credits=10)
+        for _ in range(3):
+            self.assert_auth(self.auth(d["key"]), 200, "VALID")
+        r = self.expect(self.call("POST", "/v1/keys/%s/rotate" % d["id"], {}), 201)
+        type(self).keys_made.append(r["key"])
+        time.sleep(0.5)  # past the usage sync
+        self.assertEqual(self.get(r["id"])["credits"], 7)
+        self.assertEqual(self.verify(r["key"])["remaining"], 6)
+
     def test_refused_early_spends_nothing(self):
         d = self.create(credits=3, scopes=["a:read"])
         self.assert_auth(self.auth(d["key"], "a:write"), 403, "INSUFFICIENT_SCOPE")

@@ -189,6 +189,46 @@ static void test_rotation_shares_credits(void **state)
     kw_key_record_clear(&nrec);
 }
 
+/* A change made through the server brackets itself with change_begin/end:
+ * the credits it sets are absolute, a rotation carries the true balance. */
+static void test_changes_through_this_process(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_record rec = {0}, nrec = {0}, now = {0};
+    kw_secret *key = make(t, 10, NULL, &rec), *fresh = NULL;
+    kw_key_change c = {0};
+    kw_index *idx;
+    int64_t left;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(iverify(idx, t, key, NULL, NULL), KW_VALID);
+    kw_key_params_init(&c.p);
+    c.fields = KW_CHANGE_CREDITS;
+    c.p.credits = 5;
+    assert_int_equal(kw_index_change_begin(idx, t->ctx, rec.id), KW_OK);
+    assert_int_equal(kw_key_update(t->ctx, rec.id, &c, &actor, NULL), KW_OK);
+    assert_int_equal(kw_index_change_end(idx, t->ctx, rec.id, NULL), KW_OK);
+    assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+    assert_int_equal(kw_index_get(idx, rec.id, &now), KW_OK);
+    assert_int_equal(now.credits, 5);
+    kw_key_record_clear(&now);
+
+    assert_int_equal(iverify(idx, t, key, NULL, &left), KW_VALID); /* 4 left */
+    assert_int_equal(kw_index_change_begin(idx, t->ctx, rec.id), KW_OK);
+    assert_int_equal(kw_key_rotate(t->ctx, rec.id, 3600, &actor, &fresh, &nrec), KW_OK);
+    assert_int_equal(kw_index_change_end(idx, t->ctx, rec.id, nrec.id), KW_OK);
+    assert_int_equal(iverify(idx, t, fresh, NULL, &left), KW_VALID);
+    assert_int_equal(left, 3);
+    assert_int_equal(iverify(idx, t, key, NULL, &left), KW_VALID); /* the old one, in grace */
+    assert_int_equal(left, 2);
+    kw_index_free(idx);
+    kw_secret_free(key);
+    kw_secret_free(fresh);
+    kw_key_record_clear(&rec);
+    kw_key_record_clear(&nrec);
+}
+
 static void test_size_bound(void **state)
 {
     kwt_db *t = *state;
@@ -266,6 +306,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_changes_elsewhere_arrive_with_sync, kwt_setup,
                                         kwt_teardown),
         cmocka_unit_test_setup_teardown(test_rotation_shares_credits, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_changes_through_this_process, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_size_bound, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_exact_credits_under_threads, kwt_setup, kwt_teardown),
     };
