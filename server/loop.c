@@ -147,7 +147,12 @@ static void *sync_main(void *arg)
     return NULL;
 }
 
-static void setup_config(void)
+h2o_globalconf_t *kws_h2o_config(void)
+{
+    return &config;
+}
+
+void kws_setup_config(void)
 {
     h2o_hostconf_t *host;
     h2o_pathconf_t *path;
@@ -220,7 +225,7 @@ int kws_run(const kws_config *cfg)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit: only sigwait sees them */
-    setup_config();
+    kws_setup_config();
     ret = prepare(cfg, threads, n, where, sizeof(where));
     if (ret == 0) {
         uint64_t t0 = kws_clock_us();

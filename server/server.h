@@ -76,6 +76,10 @@ typedef struct kws_thread {
     kws_metrics metrics;
 } kws_thread;
 
+/* The h2o configuration every loop shares: one handler, kws_route. */
+void kws_setup_config(void);
+h2o_globalconf_t *kws_h2o_config(void);
+
 /* Run until SIGTERM or SIGINT; returns a process exit status. */
 int kws_run(const kws_config *cfg);
 
