@@ -15,11 +15,18 @@
 #define SCAN_PAGE 1000
 #define CREDIT_HOPS 8
 
+/* Verifications by result code in one hourly bucket. */
+typedef struct counts {
+    int64_t bucket; /* 0: empty */
+    uint32_t n[KW_VERDICT_COUNT];
+} counts;
+
 typedef struct entry {
     kw_key_row row;   /* the record, its hash, credit pool and rate-limit state */
     int64_t spent;    /* credits spent since the last sync */
     int64_t flushing; /* credits a sync is writing right now */
     int64_t used_at;  /* last_used_at not yet written */
+    counts cur, prev; /* usage not yet written: this hour's, and the last one's */
     int dirty;
 } entry;
 
@@ -210,6 +217,25 @@ static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int locked)
     return rc;
 }
 
+/* Count n verifications with `code` in bucket; an hour that rolls over
+ * while the last one is still unwritten folds into it (only if the writer
+ * stalled for an hour). */
+static void count_add(entry *e, int64_t bucket, int code, uint32_t n)
+{
+    if (e->cur.bucket != bucket) {
+        if (e->cur.bucket != 0 && e->prev.bucket == 0) {
+            e->prev = e->cur;
+        } else if (e->cur.bucket != 0) {
+            for (int i = 0; i < KW_VERDICT_COUNT; i++)
+                e->prev.n[i] += e->cur.n[i];
+        }
+        memset(&e->cur, 0, sizeof(e->cur));
+        e->cur.bucket = bucket;
+    }
+    e->cur.n[code] += n;
+    e->dirty = 1;
+}
+
 KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out)
 {
     uint64_t h;
@@ -258,7 +284,7 @@ KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id)
             rc = ctx->store->ops->commit(ctx->store);
         if (rc == KW_OK) {
             e->spent = 0;
-            e->dirty = 0;
+            e->dirty = e->cur.bucket != 0 || e->prev.bucket != 0; /* counts still to write */
         } else {
             kwi_seterr(ctx, "%s", ctx->store->errmsg);
             ctx->store->ops->rollback(ctx->store);
@@ -442,6 +468,7 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
             e->row.rec.last_used_at = e->used_at;
             e->dirty = 1;
         }
+        count_add(e, kwi_usage_bucket(now_ms / 1000), code, 1);
         rc = kwi_record_copy(&out->key, &e->row.rec);
         out->found = rc == KW_OK;
     }
@@ -461,6 +488,7 @@ typedef struct usage {
     char id[KW_ID_LEN + 1];
     int64_t spent;
     int64_t used_at;
+    counts c[2];
 } usage;
 
 static kw_rc collect(kw_index *idx, usage **out, size_t *n)
@@ -487,6 +515,10 @@ static kw_rc collect(kw_index *idx, usage **out, size_t *n)
             memcpy(u[count].id, e->row.rec.id, KW_ID_LEN + 1);
             u[count].spent = e->spent;
             u[count].used_at = e->used_at;
+            u[count].c[0] = e->prev;
+            u[count].c[1] = e->cur;
+            memset(&e->prev, 0, sizeof(e->prev));
+            memset(&e->cur, 0, sizeof(e->cur));
             e->flushing += e->spent;
             e->spent = 0;
             e->dirty = 0;
@@ -515,6 +547,10 @@ static void settle(kw_index *idx, const usage *u, size_t n, int ok)
                 e->spent += u[i].spent;
                 if (u[i].used_at > e->used_at)
                     e->used_at = u[i].used_at;
+                for (int k = 0; k < 2; k++)
+                    for (int c = 0; c < KW_VERDICT_COUNT; c++)
+                        if (u[i].c[k].bucket != 0 && u[i].c[k].n[c] != 0)
+                            count_add(e, u[i].c[k].bucket, c, u[i].c[k].n[c]);
                 e->dirty = 1;
             }
         }
@@ -531,8 +567,14 @@ static kw_rc write_usage(kw_index *idx, kw_ctx *ctx)
     if (rc != KW_OK || n == 0)
         return rc;
     rc = ctx->store->ops->begin(ctx->store);
-    for (size_t i = 0; i < n && rc == KW_OK; i++)
+    for (size_t i = 0; i < n && rc == KW_OK; i++) {
         rc = ctx->store->ops->key_use(ctx->store, u[i].id, u[i].spent, u[i].used_at);
+        for (int k = 0; k < 2 && rc == KW_OK; k++)
+            for (int c = 0; c < KW_VERDICT_COUNT && rc == KW_OK; c++)
+                if (u[i].c[k].bucket != 0 && u[i].c[k].n[c] != 0)
+                    rc = ctx->store->ops->usage_add(ctx->store, u[i].id, u[i].c[k].bucket, c,
+                                                    u[i].c[k].n[c]);
+    }
     if (rc == KW_OK)
         rc = ctx->store->ops->commit(ctx->store);
     if (rc != KW_OK) {

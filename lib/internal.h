@@ -52,6 +52,9 @@ kw_verdict kwi_decide(kw_key_row *row, int64_t now_ms, const kw_verify_request *
 /* The sequence number of the last audit record (0 for none). */
 kw_rc kwi_audit_last_seq(kw_ctx *ctx, int64_t *seq);
 
+/* The hourly usage bucket a time falls in. */
+int64_t kwi_usage_bucket(int64_t t);
+
 /* Write the audit head of an empty trail (a new database). */
 kw_rc kwi_audit_genesis(kw_ctx *ctx);
 

@@ -271,6 +271,9 @@ KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
     rc = decide(ctx, &row, req, out, &changed);
     if (rc == KW_OK && changed)
         rc = ctx->store->ops->key_touch(ctx->store, &row);
+    if (rc == KW_OK)
+        rc = ctx->store->ops->usage_add(ctx->store, row.rec.id, kwi_usage_bucket(kw_now()),
+                                        out->code, 1);
     if (rc == KW_OK && legacy_hit && out->code == KW_VALID)
         rc = upgrade_legacy(ctx, &row, hash);
     if (rc == KW_OK)

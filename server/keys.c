@@ -380,3 +380,66 @@ int kws_keys_rotate(h2o_req_t *req, const char *id)
     kw_key_record_clear(&rec);
     return 0;
 }
+
+/* A time query parameter (RFC 3339), or def when absent; -1 if malformed. */
+static int time_param(h2o_req_t *req, const char *name, int64_t def, int64_t *out)
+{
+    int badq = 0;
+    const char *v = kws_query(req, name, &badq);
+
+    if (badq)
+        return -1;
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    return kw_time_parse(v, out);
+}
+
+int kws_keys_usage(h2o_req_t *req, const char *id)
+{
+    kws_thread *t = kws_thread_of(req);
+    char admin[KW_ID_LEN + 1], start[32];
+    kw_key_record rec = {0};
+    kw_usage_bucket *b;
+    int64_t to, from, gran = KW_USAGE_HOUR;
+    const char *g;
+    int badq = 0;
+    size_t n;
+    json_t *arr;
+    kw_rc rc;
+
+    if (!kws_admin(req, "keys:read", admin))
+        return 0;
+    g = kws_query(req, "granularity", &badq);
+    if (badq || (g != NULL && strcmp(g, "hour") != 0 && strcmp(g, "day") != 0))
+        return kws_send_error(req, 400, "bad_request", "granularity is hour or day");
+    if (g != NULL && strcmp(g, "day") == 0)
+        gran = KW_USAGE_DAY;
+    if (time_param(req, "to", kw_now() + 1, &to) != 0 ||
+        time_param(req, "from", to - (gran == KW_USAGE_DAY ? 30 : 1) * 86400, &from) != 0)
+        return kws_send_error(req, 400, "bad_request", "from and to are RFC 3339 times");
+    rc = kw_index_get(t->index, id, &rec);
+    if (rc == KW_ERR_NOT_FOUND)
+        rc = kw_key_get(t->kw, id, &rec);
+    kw_key_record_clear(&rec);
+    if (rc != KW_OK)
+        return kws_send_rc(req, rc, kw_errmsg(t->kw));
+    rc = kw_usage_get(t->kw, id, from, to, gran, &b, &n);
+    if (rc != KW_OK)
+        return kws_send_rc(req, rc, kw_errmsg(t->kw));
+    arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_object();
+        for (int k = 0; k < KW_VERDICT_COUNT; k++)
+            if (b[i].counts[k])
+                json_object_set_new(c, kw_verdict_name((kw_verdict)k),
+                                    json_integer((json_int_t)b[i].counts[k]));
+        kw_time_format(start, b[i].start);
+        json_array_append_new(arr, json_pack("{s:s,s:o}", "start", start, "counts", c));
+    }
+    free(b);
+    return kws_send_json(req, 200,
+                         json_pack("{s:s,s:s,s:o}", "id", id, "granularity",
+                                   gran == KW_USAGE_DAY ? "day" : "hour", "buckets", arr));
+}

@@ -17,13 +17,17 @@ static int not_allowed(h2o_req_t *req, const char *allow)
     return kws_send_error(req, 405, "method_not_allowed", "method not allowed on this path");
 }
 
-/* "{id}" or "{id}/rotate" after /v1/keys/; id copied into id_out. */
-static int keys_subpath(h2o_iovec_t rest, char id_out[static KW_ID_LEN + 1], int *rotate)
+enum { SUB_ITEM, SUB_ROTATE, SUB_USAGE };
+
+/* "{id}", "{id}/rotate" or "{id}/usage" after /v1/keys/; id copied out. */
+static int keys_subpath(h2o_iovec_t rest, char id_out[static KW_ID_LEN + 1], int *sub)
 {
     if (rest.len == KW_ID_LEN)
-        *rotate = 0;
+        *sub = SUB_ITEM;
     else if (rest.len == KW_ID_LEN + 7 && memcmp(rest.base + KW_ID_LEN, "/rotate", 7) == 0)
-        *rotate = 1;
+        *sub = SUB_ROTATE;
+    else if (rest.len == KW_ID_LEN + 6 && memcmp(rest.base + KW_ID_LEN, "/usage", 6) == 0)
+        *sub = SUB_USAGE;
     else
         return -1;
     memcpy(id_out, rest.base, KW_ID_LEN);
@@ -36,7 +40,7 @@ static int dispatch(h2o_req_t *req, int *route)
 {
     h2o_iovec_t p = req->path_normalized;
     char id[KW_ID_LEN + 1];
-    int rotate;
+    int sub;
 
 #define IS(lit) h2o_memis(p.base, p.len, H2O_STRLIT(lit))
     *route = KWS_R_OTHER;
@@ -66,8 +70,11 @@ static int dispatch(h2o_req_t *req, int *route)
 #undef IS
     if (p.len > sizeof(PREFIX) - 1 && memcmp(p.base, PREFIX, sizeof(PREFIX) - 1) == 0 &&
         keys_subpath(h2o_iovec_init(p.base + sizeof(PREFIX) - 1, p.len - (sizeof(PREFIX) - 1)), id,
-                     &rotate) == 0) {
-        if (rotate)
+                     &sub) == 0) {
+        if (sub == SUB_USAGE)
+            return *route = KWS_R_USAGE,
+                   method_is(req, "GET") ? kws_keys_usage(req, id) : not_allowed(req, "GET");
+        if (sub == SUB_ROTATE)
             return *route = KWS_R_ROTATE,
                    method_is(req, "POST") ? kws_keys_rotate(req, id) : not_allowed(req, "POST");
         *route = KWS_R_KEY;

@@ -44,6 +44,7 @@ enum {
     KWS_R_KEY,
     KWS_R_ROTATE,
     KWS_R_VERIFY,
+    KWS_R_USAGE,
     KWS_R_OTHER,
     KWS_ROUTES
 };
@@ -122,6 +123,7 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
 int kws_keys_collection(h2o_req_t *req);             /* /v1/keys */
 int kws_keys_item(h2o_req_t *req, const char *id);   /* /v1/keys/{id} */
 int kws_keys_rotate(h2o_req_t *req, const char *id); /* /v1/keys/{id}/rotate */
+int kws_keys_usage(h2o_req_t *req, const char *id);  /* /v1/keys/{id}/usage */
 int kws_keys_verify(h2o_req_t *req);                 /* /v1/keys/verify */
 int kws_auth(h2o_req_t *req);                        /* /v1/auth */
 int kws_audit(h2o_req_t *req);                       /* /v1/audit */

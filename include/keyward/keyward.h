@@ -14,5 +14,6 @@
 #include <keyward/audit.h>
 #include <keyward/import.h>
 #include <keyward/index.h>
+#include <keyward/usage.h>
 
 #endif

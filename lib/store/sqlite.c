@@ -52,6 +52,13 @@ static const char *const migrations[] = {
     " result TEXT NOT NULL,"
     " detail TEXT NOT NULL,"
     " mac BLOB NOT NULL);",
+    /* 2: usage per key, hour and result code */
+    "CREATE TABLE key_usage ("
+    " key_id TEXT NOT NULL,"
+    " bucket INTEGER NOT NULL,"
+    " code INTEGER NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " PRIMARY KEY (key_id, bucket, code)) WITHOUT ROWID;",
 };
 
 #define KEY_COLS                                                                                   \
@@ -81,6 +88,8 @@ enum {
     ST_KEY_TOUCH,
     ST_KEY_SET_HASH,
     ST_KEY_SCAN,
+    ST_USAGE_ADD,
+    ST_USAGE_LIST,
     ST_KEY_USE,
     ST_AUDIT_APPEND,
     ST_AUDIT_LIST,
@@ -108,6 +117,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KEY_IMPORTED_COUNT] = "SELECT count(*) FROM keys WHERE prefix = ''",
     [ST_KEY_TOUCH] = "UPDATE keys SET last_used_at = max(last_used_at, ?2), rl_start_ms = ?3, "
                      "rl_count = ?4, rl_prev = ?5 WHERE id = ?1",
+    [ST_USAGE_ADD] =
+        "INSERT INTO key_usage (key_id, bucket, code, count) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (key_id, bucket, code) DO UPDATE SET count = count + excluded.count",
+    [ST_USAGE_LIST] =
+        "SELECT bucket, code, count FROM key_usage WHERE key_id = ?1 AND bucket >= ?2 "
+        "AND bucket < ?3 ORDER BY bucket, code LIMIT 100000",
     [ST_KEY_SCAN] = "SELECT " KEY_COLS " FROM keys WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_KEY_USE] = "UPDATE keys SET credits = CASE WHEN credits IS NULL THEN NULL "
                    "ELSE max(credits - ?2, 0) END, last_used_at = max(last_used_at, ?3) "
@@ -481,6 +496,58 @@ static kw_rc sq_key_scan(kw_store *base, const char *after, size_t limit, kw_key
     return KW_OK;
 }
 
+static kw_rc sq_usage_add(kw_store *base, const char *id, int64_t bucket, int code, int64_t n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_USAGE_ADD];
+
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, bucket);
+    sqlite3_bind_int(st, 3, code);
+    sqlite3_bind_int64(st, 4, n);
+    return exec_stmt(s, st);
+}
+
+static kw_rc sq_usage_list(kw_store *base, const char *id, int64_t from, int64_t to,
+                           kw_usage_row **out, size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_USAGE_LIST];
+    kw_usage_row *rows = NULL;
+    size_t count = 0, cap = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int64(st, 3, to);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            kw_usage_row *g = realloc(rows, (cap = cap ? cap * 2 : 64) * sizeof(*rows));
+            if (g == NULL) {
+                ret = KW_ERR_NOMEM;
+                break;
+            }
+            rows = g;
+        }
+        rows[count].bucket = sqlite3_column_int64(st, 0);
+        rows[count].code = sqlite3_column_int(st, 1);
+        rows[count].count = sqlite3_column_int64(st, 2);
+        count++;
+    }
+    if (ret == KW_OK && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != KW_OK) {
+        free(rows);
+        return ret;
+    }
+    *out = rows;
+    *n = count;
+    return KW_OK;
+}
+
 static kw_rc sq_key_use(kw_store *base, const char *id, int64_t spent, int64_t last_used_at)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -666,6 +733,8 @@ static const kw_store_ops sqlite_ops = {
     .key_spend = sq_key_spend,
     .key_touch = sq_key_touch,
     .key_scan = sq_key_scan,
+    .usage_add = sq_usage_add,
+    .usage_list = sq_usage_list,
     .key_use = sq_key_use,
     .key_set_hash = sq_key_set_hash,
     .key_count_imported = sq_key_count_imported,

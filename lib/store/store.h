@@ -18,7 +18,7 @@
 #include <keyward/audit.h>
 #include <keyward/record.h>
 
-#define KWI_SCHEMA_VERSION 1
+#define KWI_SCHEMA_VERSION 2
 
 /* A record plus what only storage and verification see. */
 typedef struct kw_key_row {
@@ -37,6 +37,12 @@ typedef struct kw_audit_row {
     kw_audit_record r;
     unsigned char mac[32];
 } kw_audit_row;
+
+typedef struct kw_usage_row {
+    int64_t bucket; /* Unix time of the hour's start */
+    int code;       /* kw_verdict */
+    int64_t count;
+} kw_usage_row;
 
 typedef struct kw_store kw_store;
 
@@ -69,6 +75,11 @@ typedef struct kw_store_ops {
     /* Apply usage gathered in memory: credits -= spent (never below zero,
      * unlimited stays unlimited), last_used_at never moved backwards. */
     kw_rc (*key_use)(kw_store *s, const char *id, int64_t spent, int64_t last_used_at);
+    /* Add n verifications with verdict `code` to key id's hour `bucket`. */
+    kw_rc (*usage_add)(kw_store *s, const char *id, int64_t bucket, int code, int64_t n);
+    /* The usage rows of id with from <= bucket < to, in bucket order. */
+    kw_rc (*usage_list)(kw_store *s, const char *id, int64_t from, int64_t to, kw_usage_row **out,
+                        size_t *n);
     /* Number of imported keys (prefix ""), which are found by hash, not id. */
     kw_rc (*key_count_imported)(kw_store *s, int64_t *n);
 

@@ -138,6 +138,35 @@ class OpenApiRoutes(unittest.TestCase):
         self.assertEqual(seen, [(200, "2", "1", "2;w=60"), (200, "2", "0", "2;w=60"),
                                 (429, "2", "0", "2;w=60")])
 
+    def call(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers={"Authorization": "Bearer " + self.admin})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, json.loads(data) if data else None
+
+    def test_usage_by_result_code(self):
+        status, rec = self.call("POST", "/v1/keys", {"scopes": ["orders:read"]})
+        self.assertEqual(status, 201)
+        for scope in ("orders:read", "orders:read", "orders:write"):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            c.request("GET", "/v1/auth", headers={"X-API-Key": rec["key"],
+                                                  "X-Required-Scopes": scope})
+            c.getresponse().read()
+            c.close()
+        time.sleep(0.3)  # counts reach storage with the next sync (100 ms)
+        for gran in ("hour", "day"):
+            status, usage = self.call("GET", "/v1/keys/%s/usage?granularity=%s" % (rec["id"], gran))
+            self.assertEqual(status, 200, usage)
+            self.assertEqual(usage["granularity"], gran)
+            self.assertEqual(len(usage["buckets"]), 1, usage)
+            self.assertEqual(usage["buckets"][0]["counts"], {"VALID": 2, "INSUFFICIENT_SCOPE": 1})
+        self.assertEqual(self.call("GET", "/v1/keys/%s/usage?granularity=week" % rec["id"])[0], 400)
+        self.assertEqual(self.call("GET", "/v1/keys/%s/usage?from=yesterday" % rec["id"])[0], 400)
+        self.assertEqual(self.call("GET", "/v1/keys/AAAAAAAAAAAA/usage")[0], 404)
+
     def test_unknown_path_is_404(self):
         status, body = self.request("GET", "/v1/nothing")
         self.assertEqual(status, 404)

@@ -229,6 +229,43 @@ static void test_changes_through_this_process(void **state)
     kw_key_record_clear(&nrec);
 }
 
+/* Verifications are counted per key, hour and result code, from memory
+ * (after a sync) and from storage alike. */
+static void test_usage_counts(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_record rec = {0};
+    kw_secret *key = make(t, -1, "orders:read", &rec);
+    kw_usage_bucket *b;
+    kw_index *idx;
+    size_t n;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(iverify(idx, t, key, "orders:read", NULL), KW_VALID);
+    assert_int_equal(iverify(idx, t, key, "orders:write", NULL), KW_INSUFFICIENT_SCOPE);
+    assert_int_equal(
+        kw_usage_get(t->ctx, rec.id, kw_now() - 3600, kw_now() + 1, KW_USAGE_HOUR, &b, &n), KW_OK);
+    assert_int_equal(n, 0); /* not written before the sync */
+    free(b);
+    assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+    assert_int_equal(kwt_verify(t, key, NULL, 1, NULL), KW_VALID); /* the storage path */
+    assert_int_equal(
+        kw_usage_get(t->ctx, rec.id, kw_now() - 86400, kw_now() + 1, KW_USAGE_DAY, &b, &n), KW_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(b[0].start % 86400, 0);
+    assert_int_equal(b[0].counts[KW_VALID], 4);
+    assert_int_equal(b[0].counts[KW_INSUFFICIENT_SCOPE], 1);
+    assert_int_equal(b[0].counts[KW_REVOKED], 0);
+    free(b);
+    assert_int_equal(kw_usage_get(t->ctx, rec.id, 10, 5, KW_USAGE_HOUR, &b, &n), KW_ERR_INVALID);
+    assert_int_equal(kw_usage_get(t->ctx, rec.id, 0, 800 * 3600, KW_USAGE_HOUR, &b, &n),
+                     KW_ERR_INVALID);
+    kw_index_free(idx);
+    kw_secret_free(key);
+    kw_key_record_clear(&rec);
+}
+
 static void test_size_bound(void **state)
 {
     kwt_db *t = *state;
@@ -307,6 +344,7 @@ int main(void)
                                         kwt_teardown),
         cmocka_unit_test_setup_teardown(test_rotation_shares_credits, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_changes_through_this_process, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_counts, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_size_bound, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_exact_credits_under_threads, kwt_setup, kwt_teardown),
     };

@@ -482,6 +482,71 @@ static void c_spend(kw_store *s)
     assert_int_equal(credits_of(s, ID_A), 0);
 }
 
+/* key_scan: full rows (with hashes) in id order, paged by `after`. */
+static void c_scan(kw_store *s)
+{
+    kw_key_row *rows;
+    size_t n;
+
+    insert_simple(s, ID_C, "p", "o");
+    insert_simple(s, ID_A, "p", "o");
+    insert_simple(s, ID_B, "p", "o");
+    assert_int_equal(s->ops->key_scan(s, "", 2, &rows, &n), KW_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].rec.id, ID_A);
+    assert_string_equal(rows[1].rec.id, ID_B);
+    assert_true(rows[0].has_hash);
+    kwi_key_rows_free(rows, n);
+    assert_int_equal(s->ops->key_scan(s, ID_B, 2, &rows, &n), KW_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].rec.id, ID_C);
+    kwi_key_rows_free(rows, n);
+}
+
+/* key_use: deltas never below zero, unlimited stays unlimited, last use
+ * never moves back. */
+static void c_use(kw_store *s)
+{
+    kw_key_row got;
+
+    insert_with_credits(s, ID_A, 5);
+    insert_simple(s, ID_B, "p", "o");
+    assert_int_equal(s->ops->key_use(s, ID_A, 2, 1800000000), KW_OK);
+    assert_int_equal(credits_of(s, ID_A), 3);
+    assert_int_equal(s->ops->key_use(s, ID_A, 10, 1700000000), KW_OK);
+    assert_int_equal(credits_of(s, ID_A), 0);
+    assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+    assert_int_equal(got.rec.last_used_at, 1800000000);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_use(s, ID_B, 4, 0), KW_OK);
+    assert_int_equal(credits_of(s, ID_B), KW_CREDITS_UNLIMITED);
+}
+
+/* usage_add adds up per (key, bucket, code); usage_list filters by key and range. */
+static void c_usage(kw_store *s)
+{
+    kw_usage_row *rows;
+    size_t n;
+
+    assert_int_equal(s->ops->usage_add(s, ID_A, 3600, 0, 2), KW_OK);
+    assert_int_equal(s->ops->usage_add(s, ID_A, 3600, 0, 3), KW_OK);
+    assert_int_equal(s->ops->usage_add(s, ID_A, 3600, 7, 1), KW_OK);
+    assert_int_equal(s->ops->usage_add(s, ID_A, 7200, 0, 4), KW_OK);
+    assert_int_equal(s->ops->usage_add(s, ID_B, 3600, 0, 9), KW_OK);
+    assert_int_equal(s->ops->usage_list(s, ID_A, 0, 7200, &rows, &n), KW_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].bucket, 3600);
+    assert_int_equal(rows[0].code, 0);
+    assert_int_equal(rows[0].count, 5);
+    assert_int_equal(rows[1].code, 7);
+    assert_int_equal(rows[1].count, 1);
+    free(rows);
+    assert_int_equal(s->ops->usage_list(s, ID_A, 7200, 7201, &rows, &n), KW_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].count, 4);
+    free(rows);
+}
+
 static void c_spend_too_much_changes_nothing(kw_store *s)
 {
     int64_t rem = 0;
@@ -819,6 +884,9 @@ static const contract_case contract[] = {
     CASE(c_list),
     CASE(c_list_records_complete),
     CASE(c_spend),
+    CASE(c_scan),
+    CASE(c_use),
+    CASE(c_usage),
     CASE(c_spend_too_much_changes_nothing),
     CASE(c_spend_unlimited_and_unknown),
     CASE(c_spend_only_that_key),
