@@ -7,16 +7,27 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_LISTEN = 256, OPT_THREADS, OPT_TRUSTED, OPT_INDEX_MAX, OPT_HELP = 'h' };
+enum {
+    OPT_LISTEN = 256,
+    OPT_THREADS,
+    OPT_TRUSTED,
+    OPT_INDEX_MAX,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_HELP = 'h'
+};
 
 static const char serve_help[] =
-    "usage: keyward serve [--listen ADDR:PORT] [--threads N] [--trusted CIDR]...\n\n"
+    "usage: keyward serve [--listen ADDR:PORT] [--threads N] [--trusted CIDR]...\n"
+    "                     [--tls-cert PEM --tls-key PEM] [--index-max N]\n\n"
     "Serves the HTTP API (docs/http-api.md) until SIGTERM or SIGINT, then stops\n"
     "accepting, lets requests in flight finish and exits.\n"
     "  --listen ADDR:PORT  default 127.0.0.1:8700 (env KEYWARD_LISTEN); port 0 picks one\n"
     "  --threads N         event loops, default the number of cores\n"
     "  --trusted CIDR      who may call GET /v1/auth (repeatable);\n"
     "                      default 127.0.0.0/8 and ::1\n"
+    "  --tls-cert PEM      serve HTTPS (TLS 1.2+, HTTP/2 by ALPN) with this chain\n"
+    "  --tls-key PEM       and this private key (mode 0600)\n"
     "  --index-max N       most keys held in memory (default 10000000); a larger\n"
     "                      store is refused at start (docs/internals/index.md)\n";
 
@@ -27,6 +38,8 @@ int serve_main(kwc_global *g, int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"trusted", required_argument, NULL, OPT_TRUSTED},
         {"index-max", required_argument, NULL, OPT_INDEX_MAX},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
     };
@@ -63,12 +76,16 @@ int serve_main(kwc_global *g, int argc, char **argv)
                 return kwc_usage(g, "--index-max takes 1 to 10^9, not '%s'", optarg);
             cfg.index_max = (size_t)n;
             break;
+        case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
+        case OPT_TLS_KEY: cfg.tls_key = optarg; break;
         case OPT_HELP: fputs(serve_help, stdout); return EXIT_DONE;
         default: return EXIT_USAGE;
         }
     }
     if (optind < argc)
         return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+    if ((cfg.tls_cert == NULL) != (cfg.tls_key == NULL))
+        return kwc_usage(g, "--tls-cert and --tls-key go together");
     if (cfg.ntrusted == 0) {
         if (kws_cidr_parse("127.0.0.0/8", &cfg.trusted[0]) != 0 ||
             kws_cidr_parse("::1", &cfg.trusted[1]) != 0)

@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #define THREADS_MAX 64
 #define DRAIN_MS 5000
@@ -92,6 +95,37 @@ static int connections_gone(h2o_context_t *ctx)
     return h2o_linklist_is_empty(&ctx->http1._conns) && h2o_linklist_is_empty(&ctx->http2._conns);
 }
 
+/* TLS 1.2+ with HTTP/2 offered by ALPN; NULL (message printed) on failure. */
+static SSL_CTX *tls_context(const kws_config *cfg)
+{
+    struct stat st;
+    SSL_CTX *ssl;
+
+    /* The private key is a secret like the pepper: refuse it readable by others. */
+    if (stat(cfg->tls_key, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+        fprintf(stderr,
+                "keyward serve: %s must be a file of mode 0600 (it holds the TLS "
+                "private key)\n",
+                cfg->tls_key);
+        return NULL;
+    }
+    ssl = SSL_CTX_new(TLS_server_method());
+    if (ssl == NULL || SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ssl, cfg->tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ssl, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ssl) != 1) {
+        fprintf(stderr, "keyward serve: cannot use the TLS certificate %s and key %s\n",
+                cfg->tls_cert, cfg->tls_key);
+        SSL_CTX_free(ssl);
+        return NULL;
+    }
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    h2o_ssl_register_alpn_protocols(ssl, h2o_http2_alpn_protocols);
+    return ssl;
+}
+
+static SSL_CTX *tls;
+
 static void *thread_main(void *arg)
 {
     kws_thread *t = arg;
@@ -100,6 +134,7 @@ static void *thread_main(void *arg)
     h2o_context_init(&t->h2o, h2o_evloop_create(), &config);
     t->accept.ctx = &t->h2o;
     t->accept.hosts = config.hosts;
+    t->accept.ssl_ctx = tls;
     t->listener = h2o_evloop_socket_create(t->h2o.loop, t->fd, H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
@@ -227,6 +262,8 @@ int kws_run(const kws_config *cfg)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit: only sigwait sees them */
     kws_setup_config();
     ret = prepare(cfg, threads, n, where, sizeof(where));
+    if (ret == 0 && cfg->tls_cert != NULL && (tls = tls_context(cfg)) == NULL)
+        ret = 3;
     if (ret == 0) {
         uint64_t t0 = kws_clock_us();
         kw_rc rc = kw_index_open(&shared_index, threads[0].kw, cfg->index_max);
@@ -252,7 +289,8 @@ int kws_run(const kws_config *cfg)
             started++;
         }
         syncing = pthread_create(&sync_tid, NULL, sync_main, (void *)cfg) == 0;
-        fprintf(stderr, "keyward serve: listening on %s (%d threads)\n", where, started);
+        fprintf(stderr, "keyward serve: listening on %s (%d threads%s)\n", where, started,
+                tls ? ", TLS, HTTP/2" : "");
         fflush(stderr);
         sigwait(&sigs, &sig);
         fprintf(stderr, "keyward serve: %s, shutting down\n",
