@@ -187,8 +187,14 @@ static void drop_locked(kw_index *idx, shard *s, const char *id, uint64_t h)
     }
 }
 
-/* Reload one key, with its shard's lock held (locked) or not. */
-static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int locked)
+/*
+ * Reload one key from storage. Locking: idx->sync_lock, then the shard's
+ * lock, are held by the caller (sync_held / locked say which it already
+ * holds; the rest are taken here). The read happens under both, so it can
+ * never be older than a change bracketed by change_begin/end or a usage
+ * write: a stale row never overwrites a fresh one.
+ */
+static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int sync_held, int locked)
 {
     uint64_t h = id_hash(id);
     shard *s = shard_of(idx, h);
@@ -197,23 +203,25 @@ static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int locked)
 
     if (!kw_key_id_valid(id))
         return KW_ERR_INVALID;
-    rc = ctx->store->ops->key_get(ctx->store, id, &row);
-    if (rc != KW_OK && rc != KW_ERR_NOT_FOUND) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
-        return rc;
-    }
+    if (!sync_held)
+        pthread_mutex_lock(&idx->sync_lock);
     if (!locked)
         pthread_mutex_lock(&s->lock);
+    rc = ctx->store->ops->key_get(ctx->store, id, &row);
     if (rc == KW_ERR_NOT_FOUND) {
         drop_locked(idx, s, id, h);
         rc = KW_OK;
-    } else {
+    } else if (rc == KW_OK) {
         atomic_fetch_add(&idx->reloads, 1);
         rc = put_row_locked(idx, s, h, &row);
         kwi_key_row_clear(&row);
+    } else {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
     }
     if (!locked)
         pthread_mutex_unlock(&s->lock);
+    if (!sync_held)
+        pthread_mutex_unlock(&idx->sync_lock);
     return rc;
 }
 
@@ -256,7 +264,7 @@ KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out)
 
 KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id)
 {
-    return reload(idx, ctx, id, 0);
+    return reload(idx, ctx, id, 0, 0);
 }
 
 KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id)
@@ -268,14 +276,10 @@ KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id)
 
     if (!kw_key_id_valid(id))
         return KW_ERR_INVALID;
-    for (;;) { /* a sync writing this key's usage finishes first */
-        pthread_mutex_lock(&s->lock);
-        e = find(s, id, h);
-        if (e == NULL || e->flushing == 0)
-            break;
-        pthread_mutex_unlock(&s->lock);
-        usleep(1000);
-    }
+    /* Serialised with the writer: no usage of this key is half written. */
+    pthread_mutex_lock(&idx->sync_lock);
+    pthread_mutex_lock(&s->lock);
+    e = find(s, id, h);
     if (e != NULL && e->dirty) {
         rc = ctx->store->ops->begin(ctx->store);
         if (rc == KW_OK)
@@ -289,6 +293,7 @@ KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id)
             kwi_seterr(ctx, "%s", ctx->store->errmsg);
             ctx->store->ops->rollback(ctx->store);
             pthread_mutex_unlock(&s->lock);
+            pthread_mutex_unlock(&idx->sync_lock);
         }
     }
     return rc;
@@ -300,11 +305,13 @@ KW_API kw_rc kw_index_change_end(kw_index *idx, kw_ctx *ctx, const char *id, con
     kw_rc rc = KW_OK, rc2;
 
     /* A key the change made (rotation) first, so that the old key never
-     * points at credits the index does not hold. */
+     * points at credits the index does not hold. Two shard locks at once
+     * only here, under sync_lock, so no other path can hold them reversed. */
     if (made != NULL && kw_key_id_valid(made))
-        rc = reload(idx, ctx, made, shard_of(idx, id_hash(made)) == s);
-    rc2 = reload(idx, ctx, id, 1);
+        rc = reload(idx, ctx, made, 1, shard_of(idx, id_hash(made)) == s);
+    rc2 = reload(idx, ctx, id, 1, 1);
     pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&idx->sync_lock);
     return rc != KW_OK ? rc : rc2;
 }
 
@@ -603,14 +610,14 @@ static kw_rc apply_changes(kw_index *idx, kw_ctx *ctx)
             const char *new_id;
             if (strncmp(r->action, "key.", 4) != 0 || !kw_key_id_valid(r->target))
                 continue;
-            rc = kw_index_refresh(idx, ctx, r->target);
+            rc = reload(idx, ctx, r->target, 1, 0);
             /* A rotation also made a key: its id is in the detail. */
             new_id = strstr(r->detail, "\"new_id\":\"");
             if (rc == KW_OK && new_id != NULL) {
                 char id[KW_ID_LEN + 1];
                 kwi_strlcpy(id, new_id + 10, sizeof(id));
                 if (kw_key_id_valid(id))
-                    rc = kw_index_refresh(idx, ctx, id);
+                    rc = reload(idx, ctx, id, 1, 0);
             }
             if (rc == KW_OK)
                 idx->audit_seq = r->seq;
