@@ -172,13 +172,7 @@ KW_API kw_rc kw_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *act
     rc = ctx->store->ops->begin(ctx->store);
     if (rc == KW_OK)
         rc = kwi_audit_append(ctx, actor, action, target, result, detail);
-    if (rc == KW_OK)
-        rc = ctx->store->ops->commit(ctx->store);
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
-        ctx->store->ops->rollback(ctx->store);
-    }
-    return rc;
+    return kwi_finish(ctx, rc);
 }
 
 void kwi_audit_record_clear(kw_audit_record *r)

@@ -36,13 +36,7 @@ static kw_rc check_pepper(kw_ctx *ctx, int create)
             rc = ctx->store->ops->meta_set(ctx->store, "pepper_check", want, sizeof(want));
         if (rc == KW_OK)
             rc = kwi_audit_genesis(ctx);
-        if (rc == KW_OK)
-            rc = ctx->store->ops->commit(ctx->store);
-        if (rc != KW_OK) {
-            kwi_seterr(ctx, "%s", ctx->store->errmsg);
-            ctx->store->ops->rollback(ctx->store);
-        }
-        return rc;
+        return kwi_finish(ctx, rc);
     }
     if (rc == KW_ERR_NOT_FOUND) {
         kwi_seterr(ctx, "database has no pepper check (not initialised)");

@@ -284,14 +284,11 @@ KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id)
         rc = ctx->store->ops->begin(ctx->store);
         if (rc == KW_OK)
             rc = ctx->store->ops->key_use(ctx->store, id, e->spent, e->used_at);
-        if (rc == KW_OK)
-            rc = ctx->store->ops->commit(ctx->store);
+        rc = kwi_finish(ctx, rc);
         if (rc == KW_OK) {
             e->spent = 0;
             e->dirty = e->cur.bucket != 0 || e->prev.bucket != 0; /* counts still to write */
         } else {
-            kwi_seterr(ctx, "%s", ctx->store->errmsg);
-            ctx->store->ops->rollback(ctx->store);
             pthread_mutex_unlock(&s->lock);
             pthread_mutex_unlock(&idx->sync_lock);
         }
@@ -582,12 +579,7 @@ static kw_rc write_usage(kw_index *idx, kw_ctx *ctx)
                     rc = ctx->store->ops->usage_add(ctx->store, u[i].id, u[i].c[k].bucket, c,
                                                     u[i].c[k].n[c]);
     }
-    if (rc == KW_OK)
-        rc = ctx->store->ops->commit(ctx->store);
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
-        ctx->store->ops->rollback(ctx->store);
-    }
+    rc = kwi_finish(ctx, rc);
     settle(idx, u, n, rc == KW_OK);
     free(u);
     return rc;

@@ -23,6 +23,11 @@ struct kw_ctx {
     char errmsg[KWI_ERRMSG_MAX];
 };
 
+/* End a write transaction begun on ctx's store: commit if rc is KW_OK,
+ * else (or if the commit fails) roll back and keep the store's message.
+ * Returns the final result. */
+kw_rc kwi_finish(kw_ctx *ctx, kw_rc rc);
+
 /* Record a failure detail on ctx (printf-style; never pass key material). */
 void kwi_seterr(kw_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

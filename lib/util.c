@@ -53,6 +53,17 @@ void kwi_seterr(kw_ctx *ctx, const char *fmt, ...)
     va_end(ap);
 }
 
+kw_rc kwi_finish(kw_ctx *ctx, kw_rc rc)
+{
+    if (rc == KW_OK)
+        rc = ctx->store->ops->commit(ctx->store);
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        ctx->store->ops->rollback(ctx->store);
+    }
+    return rc;
+}
+
 KW_API const char *kw_errmsg(const kw_ctx *ctx)
 {
     return ctx == NULL ? "" : ctx->errmsg;
