@@ -588,6 +588,8 @@ static kw_rc write_usage(kw_index *idx, kw_ctx *ctx)
 /* Reload what the audit trail says changed since the last sync. */
 static kw_rc apply_changes(kw_index *idx, kw_ctx *ctx)
 {
+    int full = 0;
+
     for (;;) {
         kw_audit_filter f = {.after = idx->audit_seq, .limit = 500};
         kw_audit_record *recs;
@@ -611,12 +613,21 @@ static kw_rc apply_changes(kw_index *idx, kw_ctx *ctx)
                 if (kw_key_id_valid(id))
                     rc = reload(idx, ctx, id, 1, 0);
             }
+            if (rc == KW_ERR_TOO_LARGE) {
+                /* Over the bound: that key stays out (NOT_FOUND), but the
+                 * changes after it must still arrive. Reported, not retried. */
+                kwi_seterr(ctx, "key %s not indexed: the index holds its maximum", r->target);
+                full = 1;
+                rc = KW_OK;
+            }
             if (rc == KW_OK)
                 idx->audit_seq = r->seq;
         }
         kw_audit_records_free(recs, n);
-        if (rc != KW_OK || next == 0)
+        if (rc != KW_OK)
             return rc;
+        if (next == 0)
+            return full ? KW_ERR_TOO_LARGE : KW_OK;
     }
 }
 

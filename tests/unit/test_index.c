@@ -270,9 +270,11 @@ static void test_size_bound(void **state)
 {
     kwt_db *t = *state;
     kw_secret *k[3];
+    kw_key_record first = {0};
     kw_index *idx = NULL;
 
-    for (int i = 0; i < 3; i++)
+    k[0] = make(t, -1, NULL, &first);
+    for (int i = 1; i < 3; i++)
         k[i] = make(t, -1, NULL, NULL);
     assert_int_equal(kw_index_open(&idx, t->ctx, 2), KW_ERR_TOO_LARGE);
     assert_null(idx);
@@ -282,7 +284,21 @@ static void test_size_bound(void **state)
         kw_index_stats_get(idx, &st);
         assert_int_equal(st.keys, 3);
     }
+    /* A key made elsewhere beyond the bound stays out, and does not stop
+     * later changes from arriving. */
+    {
+        kw_key_record rec = {0};
+        kw_secret *over = make(t, -1, NULL, &rec);
+        assert_int_equal(kw_index_sync(idx, t->ctx), KW_ERR_TOO_LARGE);
+        assert_int_equal(iverify(idx, t, over, NULL, NULL), KW_NOT_FOUND);
+        assert_int_equal(kw_key_revoke(t->ctx, first.id, &actor, NULL), KW_OK);
+        assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK); /* not retried */
+        assert_int_equal(iverify(idx, t, k[0], NULL, NULL), KW_REVOKED);
+        kw_secret_free(over);
+        kw_key_record_clear(&rec);
+    }
     kw_index_free(idx);
+    kw_key_record_clear(&first);
     for (int i = 0; i < 3; i++)
         kw_secret_free(k[i]);
 }
