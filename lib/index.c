@@ -336,10 +336,11 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
             kwi_seterr(ctx, "%s", ctx->store->errmsg);
             break;
         }
-        for (size_t i = 0; i < n && rc == KW_OK; i++)
-            rc = put_row(idx, &rows[i]);
+        /* The cursor first: put_row takes each row over and clears it. */
         if (n > 0)
             kwi_strlcpy(after, rows[n - 1].rec.id, sizeof(after));
+        for (size_t i = 0; i < n && rc == KW_OK; i++)
+            rc = put_row(idx, &rows[i]);
         kwi_key_rows_free(rows, n);
         if (rc == KW_ERR_TOO_LARGE)
             kwi_seterr(ctx, "more than %zu keys: raise the index limit", max_keys);

@@ -303,6 +303,28 @@ static void test_size_bound(void **state)
         kw_secret_free(k[i]);
 }
 
+/* Regression: a store of more than one scan page (1000 rows) made
+ * kw_index_open loop forever (the cursor was read from a row already
+ * handed over and cleared). */
+static void test_open_more_than_a_page(void **state)
+{
+    kwt_db *t = *state;
+    kw_secret *last = NULL;
+    kw_index *idx;
+    kw_index_stats st;
+
+    for (int i = 0; i < 1001; i++) {
+        kw_secret_free(last);
+        last = make(t, -1, NULL, NULL);
+    }
+    assert_int_equal(kw_index_open(&idx, t->ctx, 5000), KW_OK);
+    kw_index_stats_get(idx, &st);
+    assert_int_equal(st.keys, 1001);
+    assert_int_equal(iverify(idx, t, last, NULL, NULL), KW_VALID);
+    kw_index_free(idx);
+    kw_secret_free(last);
+}
+
 typedef struct worker {
     kw_index *idx;
     kwt_db *t;
@@ -362,6 +384,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_changes_through_this_process, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_usage_counts, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_size_bound, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_open_more_than_a_page, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_exact_credits_under_threads, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
