@@ -1,0 +1,135 @@
+/*
+ * In-process verification speed (issue P3, row 2): verifications per second
+ * through the in-memory index, on one thread, for a valid key, an unknown
+ * id, a wrong secret and a malformed string, beside the cost of one bare
+ * HMAC-SHA-256 of a key measured in the same run (the floor).
+ *
+ * usage: bench_verify [SECONDS_PER_ROW] [KEYS]   prints a Markdown table
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include <keyward/keyward.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct row {
+    const char *name;
+    const char *key;
+    size_t len;
+    kw_verdict want;
+} row;
+
+static volatile unsigned char sink;
+
+/* Bare HMAC-SHA-256 of a key: what any peppered verification must pay. */
+static double hmac_rate(const char *key, size_t len, double seconds)
+{
+    unsigned char pepper[32] = {1}, out[32];
+    unsigned long n = 0;
+    double t0 = now_s(), t;
+
+    do {
+        for (int i = 0; i < 1000; i++) {
+            crypto_auth_hmacsha256(out, (const unsigned char *)key, len, pepper);
+            sink ^= out[0];
+        }
+        n += 1000;
+    } while ((t = now_s() - t0) < seconds);
+    return (double)n / t;
+}
+
+static double verify_rate(kw_index *idx, kw_ctx *ctx, const row *r, double seconds)
+{
+    unsigned long n = 0;
+    double t0 = now_s(), t;
+
+    do {
+        for (int i = 0; i < 1000; i++) {
+            kw_verify_result res;
+            if (kw_index_verify(idx, ctx, r->key, r->len, NULL, &res) != KW_OK ||
+                res.code != r->want) {
+                fprintf(stderr, "bench_verify: %s gave %s\n", r->name, kw_verdict_name(res.code));
+                exit(1);
+            }
+            kw_verify_result_clear(&res);
+        }
+        n += 1000;
+    } while ((t = now_s() - t0) < seconds);
+    return (double)n / t;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = argc > 1 ? strtod(argv[1], NULL) : 2.0;
+    long keys = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
+    char dir[] = "/tmp/kwbench.XXXXXX", url[128], cmd[160];
+    kw_open_opts oo = {.create = 1};
+    kw_secret *pepper, *valid = NULL;
+    char unknown[KW_KEY_MAX + 1], wrong[KW_KEY_MAX + 1];
+    kw_key_params p;
+    kw_index *idx;
+    kw_ctx *ctx;
+    size_t len;
+    double floor;
+
+    if (seconds <= 0 || keys < 1 || kw_init() != KW_OK || mkdtemp(dir) == NULL ||
+        kw_secret_new(&pepper, KW_PEPPER_LEN) != KW_OK)
+        return 2;
+    randombytes_buf(kw_secret_data(pepper), KW_PEPPER_LEN);
+    snprintf(url, sizeof(url), "sqlite:%s/b.db", dir);
+    if (kw_open(&ctx, url, pepper, &oo) != KW_OK)
+        return 3;
+    kw_key_params_init(&p);
+    for (long i = 0; i < keys; i++) {
+        kw_secret *k = NULL;
+        if (kw_key_create(ctx, &p, &(kw_actor){"bench", "local"}, &k, NULL) != KW_OK)
+            return 4;
+        if (valid == NULL)
+            valid = k;
+        else
+            kw_secret_free(k);
+    }
+    if (kw_index_open(&idx, ctx, (size_t)keys + 1) != KW_OK)
+        return 5;
+    len = kw_secret_len(valid);
+    memcpy(unknown, kw_secret_cdata(valid), len);
+    memcpy(wrong, kw_secret_cdata(valid), len);
+    /* another id / another secret, each with a correct check */
+    unknown[len - 50] = unknown[len - 50] == 'A' ? 'B' : 'A';
+    kw_key_check(unknown + len - 6, unknown, len - 6);
+    wrong[len - 10] = wrong[len - 10] == 'A' ? 'B' : 'A';
+    kw_key_check(wrong + len - 6, wrong, len - 6);
+
+    const row rows[] = {
+        {"valid key", (const char *)kw_secret_cdata(valid), len, KW_VALID},
+        {"unknown id", unknown, len, KW_NOT_FOUND},
+        {"wrong secret", wrong, len, KW_NOT_FOUND},
+        {"malformed", "kw_live_not-a-key", 17, KW_MALFORMED},
+    };
+    floor = hmac_rate(rows[0].key, len, seconds);
+    printf("| in-process verification (1 thread, %ld keys) | per second | vs bare HMAC |\n", keys);
+    printf("|---|---:|---:|\n");
+    printf("| bare HMAC-SHA-256 of a key (floor) | %.0f | 1.00 |\n", floor);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        double r = verify_rate(idx, ctx, &rows[i], seconds);
+        printf("| %s | %.0f | %.2f |\n", rows[i].name, r, r / floor);
+    }
+    kw_index_free(idx);
+    kw_close(ctx);
+    kw_secret_free(valid);
+    kw_secret_free(pepper);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : 6;
+}
