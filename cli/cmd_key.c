@@ -646,42 +646,11 @@ static int read_key(const kwc_global *g, const char *env_name, kw_secret **out)
 
 static void print_verdict_json(const kw_verify_result *r)
 {
-    json_t *o = json_object(), *rl = json_null();
-    char *txt;
+    char *txt = kw_verify_result_json(r);
 
-    json_object_set_new(o, "valid", json_boolean(r->code == KW_VALID));
-    json_object_set_new(o, "code", json_string(kw_verdict_name(r->code)));
-    if (r->found) {
-        char *rec = kw_key_record_json(&r->key);
-        json_t *ro = rec ? json_loads(rec, 0, NULL) : NULL;
-        free(rec);
-        json_object_set(o, "id", json_object_get(ro, "id"));
-        json_object_set(o, "owner", json_object_get(ro, "owner"));
-        json_object_set(o, "scopes", json_object_get(ro, "scopes"));
-        json_object_set(o, "meta", json_object_get(ro, "meta"));
-        json_object_set(o, "expires_at", json_object_get(ro, "expires_at"));
-        json_decref(ro);
-        json_object_set_new(o, "remaining",
-                            r->remaining == KW_CREDITS_UNLIMITED
-                                ? json_null()
-                                : json_integer((json_int_t)r->remaining));
-        if (r->rl_limit)
-            rl = json_pack("{s:I,s:I,s:I}", "limit", (json_int_t)r->rl_limit, "remaining",
-                           (json_int_t)r->rl_remaining, "reset_ms", (json_int_t)r->rl_reset_ms);
-    } else {
-        json_object_set_new(o, "id", json_null());
-        json_object_set_new(o, "owner", json_null());
-        json_object_set_new(o, "scopes", json_null());
-        json_object_set_new(o, "meta", json_null());
-        json_object_set_new(o, "expires_at", json_null());
-        json_object_set_new(o, "remaining", json_null());
-    }
-    json_object_set_new(o, "ratelimit", rl);
-    txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (txt != NULL)
         printf("%s\n", txt);
     free(txt);
-    json_decref(o);
 }
 
 int key_verify_main(kwc_global *g, int argc, char **argv)

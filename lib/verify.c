@@ -4,7 +4,9 @@
  */
 #include "internal.h"
 
+#include <jansson.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LEGACY_MIN 8
@@ -21,6 +23,34 @@ KW_API const char *kw_verdict_name(kw_verdict v)
     if ((unsigned)v >= sizeof(verdict_names) / sizeof(verdict_names[0]))
         return "UNKNOWN";
     return verdict_names[v];
+}
+
+KW_API char *kw_verify_result_json(const kw_verify_result *r)
+{
+    json_t *o = json_object(), *rl = json_null();
+    char *txt, *rec = r->found ? kw_key_record_json(&r->key) : NULL;
+    json_t *ro = rec ? json_loads(rec, 0, NULL) : NULL;
+    static const char *const copied[] = {"id", "owner", "scopes", "meta", "expires_at"};
+
+    free(rec);
+    json_object_set_new(o, "valid", json_boolean(r->code == KW_VALID));
+    json_object_set_new(o, "code", json_string(kw_verdict_name(r->code)));
+    for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
+        json_t *v = ro ? json_object_get(ro, copied[i]) : NULL;
+        json_object_set(o, copied[i], v ? v : json_null());
+    }
+    json_decref(ro);
+    json_object_set_new(o, "remaining",
+                        !r->found || r->remaining == KW_CREDITS_UNLIMITED
+                            ? json_null()
+                            : json_integer((json_int_t)r->remaining));
+    if (r->found && r->rl_limit)
+        rl = json_pack("{s:I,s:I,s:I}", "limit", (json_int_t)r->rl_limit, "remaining",
+                       (json_int_t)r->rl_remaining, "reset_ms", (json_int_t)r->rl_reset_ms);
+    json_object_set_new(o, "ratelimit", rl);
+    txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return txt;
 }
 
 KW_API void kw_verify_result_clear(kw_verify_result *r)

@@ -2,35 +2,10 @@
 #include "server.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define REQ_SCOPES_MAX 16
-
-static json_t *verdict_object(const kw_verify_result *r)
-{
-    json_t *o = json_object(), *rl = json_null();
-    char *rec = r->found ? kw_key_record_json(&r->key) : NULL;
-    json_t *ro = rec ? json_loads(rec, 0, NULL) : NULL;
-    static const char *const copied[] = {"id", "owner", "scopes", "meta", "expires_at"};
-
-    free(rec);
-    json_object_set_new(o, "valid", json_boolean(r->code == KW_VALID));
-    json_object_set_new(o, "code", json_string(kw_verdict_name(r->code)));
-    for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
-        json_t *v = ro ? json_object_get(ro, copied[i]) : NULL;
-        json_object_set(o, copied[i], v ? v : json_null());
-    }
-    json_decref(ro);
-    json_object_set_new(o, "remaining",
-                        !r->found || r->remaining == KW_CREDITS_UNLIMITED
-                            ? json_null()
-                            : json_integer((json_int_t)r->remaining));
-    if (r->found && r->rl_limit)
-        rl = json_pack("{s:I,s:I,s:I}", "limit", (json_int_t)r->rl_limit, "remaining",
-                       (json_int_t)r->rl_remaining, "reset_ms", (json_int_t)r->rl_reset_ms);
-    json_object_set_new(o, "ratelimit", rl);
-    return o;
-}
 
 int kws_keys_verify(h2o_req_t *req)
 {
@@ -91,7 +66,14 @@ int kws_keys_verify(h2o_req_t *req)
         kw_verify_result_clear(&res);
         return kws_send_rc(req, rc, kw_errmsg(t->kw));
     }
-    kws_send_json(req, 200, verdict_object(&res));
+    {
+        char *txt = kw_verify_result_json(&res);
+        if (txt != NULL)
+            kws_send_text(req, 200, txt);
+        else
+            kws_send_error(req, 500, "internal", "out of memory");
+        free(txt);
+    }
     kw_verify_result_clear(&res);
     return 0;
 }

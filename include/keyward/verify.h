@@ -64,6 +64,14 @@ typedef struct kw_verify_result {
 KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                        kw_verify_result *out) KW_WARN_UNUSED;
 
+/**
+ * The result as a JSON object: {valid, code, id, owner, scopes, meta,
+ * expires_at, remaining, ratelimit} (the HTTP API's verify answer; null
+ * fields when no key was identified).
+ * @return a malloc'd string owned by the caller, or NULL on OOM.
+ */
+KW_API char *kw_verify_result_json(const kw_verify_result *r);
+
 /** Free what a result owns. Accepts NULL. */
 KW_API void kw_verify_result_clear(kw_verify_result *r);
 
