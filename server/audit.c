@@ -10,7 +10,7 @@ int kws_audit(h2o_req_t *req)
     kw_audit_filter f = {0};
     kw_audit_record *recs;
     char admin[KW_ID_LEN + 1];
-    const char *limit, *cursor;
+    const char *cursor;
     int64_t next;
     size_t n;
     int badq = 0;
@@ -21,17 +21,11 @@ int kws_audit(h2o_req_t *req)
         return 0;
     f.action = kws_query(req, "action", &badq);
     f.target = kws_query(req, "target", &badq);
-    limit = kws_query(req, "limit", &badq);
     cursor = kws_query(req, "cursor", &badq);
     if (badq)
         return kws_send_error(req, 400, "bad_request", "malformed query string");
-    if (limit != NULL) {
-        char *end;
-        long v = strtol(limit, &end, 10);
-        if (*limit == '\0' || *end != '\0' || v < 1 || v > 1000)
-            return kws_send_error(req, 400, "bad_request", "limit must be 1..1000");
-        f.limit = (size_t)v;
-    }
+    if (kws_query_limit(req, 1000, &f.limit) != 0)
+        return kws_send_error(req, 400, "bad_request", "limit must be 1..1000");
     if (cursor != NULL) {
         char *end;
         long long v = strtoll(cursor, &end, 10);

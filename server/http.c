@@ -197,12 +197,42 @@ int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail)
     }
 }
 
-kw_rc kws_verify(h2o_req_t *req, const char *key, size_t len, const kw_verify_request *vr,
-                 kw_verify_result *res)
+kw_rc kws_verify(h2o_req_t *req, int source, const char *key, size_t len,
+                 const kw_verify_request *vr, kw_verify_result *res)
 {
     kws_thread *t = kws_thread_of(req);
+    kw_rc rc = kw_index_verify(t->index, t->kw, key, len, vr, res);
 
-    return kw_index_verify(t->index, t->kw, key, len, vr, res);
+    if (rc == KW_OK)
+        kws_metrics_verdict(req, source, res->code);
+    return rc;
+}
+
+void kws_retry_after(h2o_req_t *req, int64_t ms)
+{
+    char v[24];
+    int n = snprintf(v, sizeof(v), "%lld", (long long)kws_ms_to_s(ms));
+
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                   h2o_strdup(&req->pool, v, (size_t)n).base, (size_t)n);
+}
+
+int kws_query_limit(h2o_req_t *req, size_t max, size_t *out)
+{
+    int bad = 0;
+    const char *v = kws_query(req, "limit", &bad);
+    char *end;
+    long n;
+
+    if (bad)
+        return -1;
+    if (v == NULL)
+        return 0;
+    n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < 1 || (size_t)n > max)
+        return -1;
+    *out = (size_t)n;
+    return 0;
 }
 
 void kws_changed(h2o_req_t *req, const char *id)
@@ -274,9 +304,7 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
         kws_send_error(req, 401, "unauthorized", "an admin key is needed: Authorization: Bearer");
         return 0;
     }
-    rc = kws_verify(req, key.base, key.len, &vr, &res);
-    if (rc == KW_OK)
-        kws_metrics_verdict(req, KWS_SRC_ADMIN, res.code);
+    rc = kws_verify(req, KWS_SRC_ADMIN, key.base, key.len, &vr, &res);
     if (rc != KW_OK) {
         kw_verify_result_clear(&res);
         kws_send_rc(req, rc, kw_errmsg(t->kw));
@@ -292,12 +320,8 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
         snprintf(msg, sizeof(msg), "the admin key lacks the scope %s", scope);
         kws_send_error(req, 403, "forbidden", msg);
     } else if (res.code == KW_RATE_LIMITED || res.code == KW_USAGE_EXCEEDED) {
-        if (res.code == KW_RATE_LIMITED) {
-            char ra[24];
-            int n = snprintf(ra, sizeof(ra), "%lld", (long long)(res.rl_reset_ms + 999) / 1000);
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
-                           h2o_strdup(&req->pool, ra, (size_t)n).base, (size_t)n);
-        }
+        if (res.code == KW_RATE_LIMITED)
+            kws_retry_after(req, res.rl_reset_ms);
         snprintf(msg, sizeof(msg), "the admin key is %s",
                  res.code == KW_RATE_LIMITED ? "over its rate limit" : "out of credits");
         kws_send_error(req, 429, "rate_limited", msg);

@@ -223,7 +223,6 @@ static int list(h2o_req_t *req)
     char admin[KW_ID_LEN + 1], next[KW_ID_LEN + 1];
     kw_key_filter f = {0};
     kw_key_record *recs;
-    const char *limit;
     size_t n;
     int badq = 0;
     json_t *arr, *out;
@@ -234,16 +233,10 @@ static int list(h2o_req_t *req)
     f.owner = kws_query(req, "owner", &badq);
     f.prefix = kws_query(req, "prefix", &badq);
     f.after = kws_query(req, "cursor", &badq);
-    limit = kws_query(req, "limit", &badq);
     if (badq)
         return kws_send_error(req, 400, "bad_request", "malformed query string");
-    if (limit != NULL) {
-        char *end;
-        long v = strtol(limit, &end, 10);
-        if (*limit == '\0' || *end != '\0' || v < 1 || v > KW_LIST_MAX)
-            return kws_send_error(req, 400, "bad_request", "limit must be 1..1000");
-        f.limit = (size_t)v;
-    }
+    if (kws_query_limit(req, KW_LIST_MAX, &f.limit) != 0)
+        return kws_send_error(req, 400, "bad_request", "limit must be 1..1000");
     rc = kw_key_list(t->kw, &f, &recs, &n, next);
     if (rc != KW_OK)
         return kws_send_rc(req, rc, kw_errmsg(t->kw));

@@ -146,8 +146,18 @@ void kws_metrics_db_error(h2o_req_t *req);
 int kws_metrics_text(h2o_req_t *req); /* GET /metrics */
 
 /* Verify through the shared index (storage only for imported keys). */
-kw_rc kws_verify(h2o_req_t *req, const char *key, size_t len, const kw_verify_request *vr,
-                 kw_verify_result *res);
+kw_rc kws_verify(h2o_req_t *req, int source, const char *key, size_t len,
+                 const kw_verify_request *vr, kw_verify_result *res);
+/* Milliseconds to whole seconds, rounded up (Retry-After, RateLimit-Reset). */
+static inline int64_t kws_ms_to_s(int64_t ms)
+{
+    return (ms + 999) / 1000;
+}
+/* Retry-After for a wait of `ms`. */
+void kws_retry_after(h2o_req_t *req, int64_t ms);
+/* ?limit=: 0 and *out untouched when absent, *out = 1..max when given,
+ * -1 when malformed or out of range. */
+int kws_query_limit(h2o_req_t *req, size_t max, size_t *out);
 /* After a change made through this thread's context: update the index. */
 void kws_changed(h2o_req_t *req, const char *id);
 /* End a change bracketed by kw_index_change_begin (made: a new key or NULL). */

@@ -58,10 +58,9 @@ int kws_keys_verify(h2o_req_t *req)
         }
         vr.cost = (uint32_t)json_integer_value(cost);
     }
-    rc = kws_verify(req, json_string_value(key), json_string_length(key), &vr, &res);
+    rc =
+        kws_verify(req, KWS_SRC_VERIFY, json_string_value(key), json_string_length(key), &vr, &res);
     json_decref(o);
-    if (rc == KW_OK)
-        kws_metrics_verdict(req, KWS_SRC_VERIFY, res.code);
     if (rc != KW_OK) {
         kw_verify_result_clear(&res);
         return kws_send_rc(req, rc, kw_errmsg(t->kw));
@@ -152,9 +151,7 @@ int kws_auth(h2o_req_t *req)
         fprintf(stderr, "keyward serve: /v1/auth: bad X-Required-Scopes from the gateway\n");
         return kws_send_error(req, 500, "internal", "X-Required-Scopes is malformed");
     }
-    rc = kws_verify(req, key.base, key.len, &vr, &res);
-    if (rc == KW_OK)
-        kws_metrics_verdict(req, KWS_SRC_AUTH, res.code);
+    rc = kws_verify(req, KWS_SRC_AUTH, key.base, key.len, &vr, &res);
     if (rc != KW_OK) {
         kw_verify_result_clear(&res);
         return kws_send_rc(req, rc, kw_errmsg(t->kw));
@@ -163,15 +160,14 @@ int kws_auth(h2o_req_t *req)
     case KW_VALID: status = 200; break;
     case KW_INSUFFICIENT_SCOPE: status = 403; break;
     case KW_RATE_LIMITED:
-    case KW_USAGE_EXCEEDED:
+    case KW_USAGE_EXCEEDED: {
         /* nginx's auth_request turns any subrequest status but 2xx, 401
          * and 403 into a 500: for nginx, say 403 and let X-Key-Code tell
          * the gateway to answer 429 (docs/nginx/keyward-gateway.conf). */
-        status = kws_header(req, "x-keyward-gateway").len == 5 &&
-                         memcmp(kws_header(req, "x-keyward-gateway").base, "nginx", 5) == 0
-                     ? 403
-                     : 429;
+        h2o_iovec_t gateway = kws_header(req, "x-keyward-gateway");
+        status = h2o_memis(gateway.base, gateway.len, H2O_STRLIT("nginx")) ? 403 : 429;
         break;
+    }
     default: status = 401; break;
     }
     if (res.code == KW_VALID) {
@@ -191,16 +187,13 @@ int kws_auth(h2o_req_t *req)
         add_header(req, "ratelimit-limit", v, (size_t)n);
         n = snprintf(v, sizeof(v), "%u", res.rl_remaining);
         add_header(req, "ratelimit-remaining", v, (size_t)n);
-        n = snprintf(v, sizeof(v), "%lld", (long long)(res.rl_reset_ms + 999) / 1000);
+        n = snprintf(v, sizeof(v), "%lld", (long long)kws_ms_to_s(res.rl_reset_ms));
         add_header(req, "ratelimit-reset", v, (size_t)n);
         n = snprintf(v, sizeof(v), "%u;w=%u", res.rl_limit, res.key.rate_window_ms / 1000);
         add_header(req, "ratelimit-policy", v, (size_t)n);
     }
-    if (res.code == KW_RATE_LIMITED) {
-        char ra[24];
-        int n = snprintf(ra, sizeof(ra), "%lld", (long long)(res.rl_reset_ms + 999) / 1000);
-        add_header(req, "retry-after", ra, (size_t)n);
-    }
+    if (res.code == KW_RATE_LIMITED)
+        kws_retry_after(req, res.rl_reset_ms);
     auth_answer(req, status, kw_verdict_name(res.code));
     kw_verify_result_clear(&res);
     return 0;
