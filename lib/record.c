@@ -434,14 +434,11 @@ static kw_rc audit_and_commit(kw_ctx *ctx, const kw_actor *actor, const char *ac
     }
     rc = kwi_audit_append(ctx, actor, action, r->id, "ok", detail);
     free(detail);
-    if (rc == KW_OK) {
-        rc = ctx->store->ops->commit(ctx->store);
-        if (rc != KW_OK)
-            kwi_seterr(ctx, "%s", ctx->store->errmsg);
-    }
-    if (rc != KW_OK)
+    if (rc != KW_OK) { /* keep the audit's own message: the change is refused */
         ctx->store->ops->rollback(ctx->store);
-    return rc;
+        return rc;
+    }
+    return kwi_finish(ctx, KW_OK);
 }
 
 static kw_rc store_fail(kw_ctx *ctx, kw_rc rc)
