@@ -24,7 +24,7 @@ import kwtest
 
 HOST = "127.0.0.1"
 LISTEN_RE = re.compile(
-    r"keyward serve: listening on 127\.0\.0\.1:(\d+) \((\d+) threads\)")
+    r"keyward serve: listening on 127\.0\.0\.1:(\d+) \((\d+) threads[,)]")
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "ERROR: UndefinedBehaviorSanitizer")
 # The full record of `keyward key show --json` (docs/http-api.md).

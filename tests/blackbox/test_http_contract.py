@@ -10,11 +10,11 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
-import tempfile
 import time
 import unittest
+
+import kwserver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -26,36 +26,18 @@ SAMPLE_ID = "AAAAAAAAAAAA"
 class OpenApiRoutes(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="kwoa-")
-        db = cls.db = "sqlite:" + os.path.join(cls.tmp.name, "k.db")
-        env = cls.env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
-        out = subprocess.run([BIN, "--db", db, "init", "--json"], env=env,
-                             capture_output=True, text=True, check=True).stdout
-        cls.admin = json.loads(out)["key"]
-        cls.proc = subprocess.Popen(
-            [BIN, "--db", db, "serve", "--listen", "127.0.0.1:0", "--threads", "2"],
-            env=env, stderr=subprocess.PIPE, text=True)
-        line, m = "", None
-        for _ in range(20):  # start-up lines come first
-            line = cls.proc.stderr.readline()
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if m or not line:
-                break
-        if not m:
-            cls.proc.kill()
-            raise RuntimeError("server did not start: " + line)
-        cls.port = int(m.group(1))
+        cls.server = kwserver.Server(threads=2)
+        cls.db, cls.env = cls.server.url, cls.server.env
+        cls.admin, cls.port = cls.server.admin, cls.server.port
         with open(os.path.join(ROOT, "docs", "openapi.json")) as f:
             cls.doc = json.load(f)
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGTERM)
-        err = cls.proc.stderr.read()
-        cls.proc.wait(timeout=15)
-        cls.tmp.cleanup()
-        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            assert bad not in err, err
+        try:
+            cls.server.stop()  # asserts exit 0 and no sanitizer report
+        finally:
+            cls.server.cleanup()
 
     def request(self, method, path):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)

@@ -3,13 +3,13 @@ ALPN, and a private key readable by others refused."""
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
 import unittest
+
+import kwserver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -38,25 +38,15 @@ class Tls(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def serve(self):
-        proc = subprocess.Popen([BIN, "--db", self.db, "serve", "--listen", "127.0.0.1:0",
-                                 "--threads", "1", "--tls-cert", self.cert, "--tls-key",
-                                 self.key], env=self.env, stderr=subprocess.PIPE, text=True)
-        for _ in range(20):
-            line = proc.stderr.readline()
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+) \(1 threads, TLS, HTTP/2\)", line)
-            if m or not line:
-                break
-        if not m:
-            proc.kill()
-            self.fail("server did not start with TLS: " + line)
-        return proc, int(m.group(1))
+        server = kwserver.Server(threads=1, extra=("--tls-cert", self.cert, "--tls-key", self.key))
+        self.assertIn("(1 threads, TLS, HTTP/2)", server.stderr())
+        return server, server.port
 
-    def stop(self, proc):
-        proc.send_signal(signal.SIGTERM)
-        err = proc.stderr.read()
-        self.assertEqual(proc.wait(timeout=15), 0, err)
-        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            self.assertNotIn(bad, err)
+    def stop(self, server):
+        try:
+            server.stop()  # asserts exit 0 and no sanitizer report
+        finally:
+            server.cleanup()
 
     def test_https_and_alpn(self):
         proc, port = self.serve()
