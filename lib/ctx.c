@@ -73,6 +73,9 @@ static kw_rc open_ctx(kw_ctx *ctx, const char *db_url, const kw_secret *pepper, 
     rc = kw_secret_from(&ctx->pepper, kw_secret_cdata(pepper), KW_PEPPER_LEN);
     if (rc != KW_OK)
         return rc;
+    rc = kwi_hmac_key_new(&ctx->pepper_pads, ctx->pepper);
+    if (rc != KW_OK)
+        return rc;
     kwi_hmac(ak, ctx->pepper, audit_key_label, sizeof(audit_key_label) - 1);
     rc = kw_secret_from(&ctx->audit_key, ak, sizeof(ak));
     sodium_memzero(ak, sizeof(ak));
@@ -124,6 +127,7 @@ KW_API void kw_close(kw_ctx *ctx)
     if (ctx->store != NULL)
         ctx->store->ops->close(ctx->store);
     kw_secret_free(ctx->pepper);
+    kw_secret_free(ctx->pepper_pads);
     kw_secret_free(ctx->audit_key);
     free(ctx);
 }

@@ -439,7 +439,7 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
             return KW_ERR_INVALID;
         }
     atomic_fetch_add(&idx->hits, 1);
-    kwi_hmac(hash, ctx->pepper, key, len);
+    kwi_pepper_hmac(ctx, hash, key, len);
     h = id_hash(parts.id);
     s = shard_of(idx, h);
     pthread_mutex_lock(&s->lock);

@@ -285,7 +285,7 @@ KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
     if (!opaque && !(legacy_shape(key, len) && has_imported(ctx)))
         return KW_OK;
 
-    kwi_hmac(hash, ctx->pepper, key, len);
+    kwi_pepper_hmac(ctx, hash, key, len);
     rc = ctx->store->ops->begin(ctx->store);
     if (rc != KW_OK)
         goto storage;
