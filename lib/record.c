@@ -473,7 +473,7 @@ static kw_rc new_row(kw_ctx *ctx, kw_key_row *row, const kw_key_params *p, const
         kwi_key_row_clear(row);
         return rc;
     }
-    kwi_hmac(row->hash, ctx->pepper, kw_secret_cdata(key), kw_secret_len(key));
+    kwi_pepper_hmac(ctx, row->hash, kw_secret_cdata(key), kw_secret_len(key));
     row->has_hash = 1;
     return KW_OK;
 }
@@ -484,50 +484,104 @@ static kw_rc give_record(kw_key_record *out, const kw_key_record *r)
     return out == NULL ? KW_OK : kwi_record_copy(out, r);
 }
 
-KW_API kw_rc kw_key_create(kw_ctx *ctx, const kw_key_params *p, const kw_actor *actor,
-                           kw_secret **key_out, kw_key_record *rec_out)
+/* Check one new key's settings; its prefix or the default. */
+static kw_rc create_check(kw_ctx *ctx, const kw_key_params *p)
 {
-    const unsigned all = ~0u;
-    kw_secret *key = NULL;
-    char id[KW_ID_LEN + 1];
     const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
-    kw_key_row row;
-    kw_rc rc;
 
     if (!kw_prefix_valid(prefix)) {
         kwi_seterr(ctx, "invalid prefix (1-20 of [a-z0-9_], starting with a letter, "
                         "no trailing or double '_')");
         return KW_ERR_INVALID;
     }
-    rc = kwi_params_check(ctx, p, all);
-    if (rc != KW_OK)
-        return rc;
+    return kwi_params_check(ctx, p, ~0u);
+}
+
+KW_API kw_rc kw_key_params_check(kw_ctx *ctx, const kw_key_params *p)
+{
+    return create_check(ctx, p);
+}
+
+/* Insert one new key and its audit record inside the open transaction. */
+static kw_rc create_one(kw_ctx *ctx, const kw_key_params *p, const kw_actor *actor,
+                        kw_secret **key_out, kw_key_record *rec_out)
+{
+    const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
+    kw_secret *key = NULL;
+    char id[KW_ID_LEN + 1];
+    char *detail = NULL;
+    kw_key_row row;
+    kw_rc rc;
+
     rc = kw_key_generate(&key, id, prefix);
     if (rc != KW_OK)
         return rc;
     rc = new_row(ctx, &row, p, key, id, prefix);
-    if (rc != KW_OK)
-        goto out;
-    rc = begin(ctx);
-    if (rc != KW_OK)
-        goto out;
-    rc = ctx->store->ops->key_insert(ctx->store, &row);
     if (rc != KW_OK) {
-        ctx->store->ops->rollback(ctx->store);
-        rc = store_fail(ctx, rc == KW_ERR_CONFLICT ? KW_ERR_STORAGE : rc);
-        goto out;
+        kw_secret_free(key);
+        return rc;
     }
-    rc = audit_and_commit(ctx, actor, "key.create", &row.rec, NULL, NULL);
+    rc = ctx->store->ops->key_insert(ctx->store, &row);
+    if (rc != KW_OK) { /* a clash of 72 random bits is a storage fault, not the caller's */
+        rc = store_fail(ctx, rc == KW_ERR_CONFLICT ? KW_ERR_STORAGE : rc);
+    } else if ((detail = audit_detail(&row.rec, NULL, NULL)) == NULL) {
+        rc = KW_ERR_NOMEM;
+    } else {
+        rc = kwi_audit_append(ctx, actor, "key.create", row.rec.id, "ok", detail);
+    }
     if (rc == KW_OK)
         rc = give_record(rec_out, &row.rec);
-    if (rc == KW_OK) {
-        *key_out = key;
-        key = NULL;
-    }
-out:
+    free(detail);
     kwi_key_row_clear(&row);
-    kw_secret_free(key);
+    if (rc != KW_OK) {
+        kw_secret_free(key);
+        return rc;
+    }
+    *key_out = key;
+    return KW_OK;
+}
+
+KW_API kw_rc kw_key_create_many(kw_ctx *ctx, const kw_key_params *params, const kw_actor *actors,
+                                size_t n, kw_secret **keys_out, kw_key_record *recs_out,
+                                size_t *failed)
+{
+    size_t done = 0;
+    kw_rc rc = KW_OK;
+
+    if (failed != NULL)
+        *failed = n;
+    for (size_t i = 0; i < n; i++) {
+        keys_out[i] = NULL;
+        if (recs_out != NULL)
+            memset(&recs_out[i], 0, sizeof(recs_out[i]));
+    }
+    for (size_t i = 0; i < n && rc == KW_OK; i++)
+        if ((rc = create_check(ctx, &params[i])) != KW_OK && failed != NULL)
+            *failed = i;
+    if (rc != KW_OK || n == 0)
+        return rc;
+    rc = begin(ctx);
+    for (; done < n && rc == KW_OK; done++)
+        rc = create_one(ctx, &params[done], &actors[done], &keys_out[done],
+                        recs_out != NULL ? &recs_out[done] : NULL);
+    if (rc == KW_OK)
+        rc = kwi_finish(ctx, KW_OK); /* one durable commit for the batch */
+    else
+        ctx->store->ops->rollback(ctx->store);
+    if (rc != KW_OK) /* all or nothing: hand back no key of a batch that is not stored */
+        for (size_t i = 0; i < done; i++) {
+            kw_secret_free(keys_out[i]);
+            keys_out[i] = NULL;
+            if (recs_out != NULL)
+                kw_key_record_clear(&recs_out[i]);
+        }
     return rc;
+}
+
+KW_API kw_rc kw_key_create(kw_ctx *ctx, const kw_key_params *p, const kw_actor *actor,
+                           kw_secret **key_out, kw_key_record *rec_out)
+{
+    return kw_key_create_many(ctx, p, actor, 1, key_out, rec_out, NULL);
 }
 
 KW_API kw_rc kw_key_get(kw_ctx *ctx, const char *id, kw_key_record *out)

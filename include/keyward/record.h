@@ -94,6 +94,28 @@ typedef struct kw_key_change {
 KW_API kw_rc kw_key_create(kw_ctx *ctx, const kw_key_params *p, const kw_actor *actor,
                            kw_secret **key_out, kw_key_record *rec_out) KW_WARN_UNUSED;
 
+/**
+ * Create n keys in one transaction with one durable commit: what a server
+ * does with concurrent requests (group commit), and a bulk load. All are
+ * created, or none.
+ * @param params, actors n of each; actors[i] is audited as the creator of key i.
+ * @param keys_out n pointers; each receives a key as kw_key_create's key_out.
+ * @param recs_out n records, or NULL.
+ * @param failed receives the index of the params refused (KW_ERR_INVALID),
+ *        or n when nothing was refused; may be NULL.
+ * @return as kw_key_create. On any failure nothing is created and every
+ *         keys_out[i] is NULL.
+ */
+KW_API kw_rc kw_key_create_many(kw_ctx *ctx, const kw_key_params *params, const kw_actor *actors,
+                                size_t n, kw_secret **keys_out, kw_key_record *recs_out,
+                                size_t *failed) KW_WARN_UNUSED;
+
+/**
+ * Check a new key's settings the way kw_key_create does, without creating
+ * it. @return KW_OK or KW_ERR_INVALID (the reason in kw_errmsg).
+ */
+KW_API kw_rc kw_key_params_check(kw_ctx *ctx, const kw_key_params *p) KW_WARN_UNUSED;
+
 /** Read one record. @return KW_OK, KW_ERR_NOT_FOUND, KW_ERR_STORAGE, KW_ERR_NOMEM. */
 KW_API kw_rc kw_key_get(kw_ctx *ctx, const char *id, kw_key_record *out) KW_WARN_UNUSED;
 

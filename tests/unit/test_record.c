@@ -913,6 +913,60 @@ static void test_record_json(void **state)
     kw_secret_free(key);
 }
 
+/* A batch is one transaction: every key created, verifiable, audited with
+ * its own actor; a refused item leaves nothing behind. */
+static void test_create_many(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_params p[3] = {params(), params(), params()};
+    const kw_actor actors[3] = {{"alice", "10.0.0.1"}, {"bob", "10.0.0.2"}, {"carol", "local"}};
+    kw_secret *keys[3];
+    kw_key_record recs[3];
+    kw_audit_filter f = {.limit = 100};
+    kw_audit_record *audit;
+    size_t failed = 99, n;
+    int64_t next;
+
+    p[0].owner = "a";
+    p[1].owner = "b";
+    p[1].credits = 5;
+    p[2].prefix = "sk_test";
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, 3, keys, recs, &failed), KW_OK);
+    assert_int_equal(failed, 3);
+    assert_int_equal(count_keys(t), 3);
+    assert_string_equal(recs[2].prefix, "sk_test");
+    assert_memory_equal(kw_secret_cdata(keys[2]), "sk_test_", 8);
+    for (int i = 0; i < 3; i++) {
+        kw_verify_result r;
+        assert_non_null(keys[i]);
+        assert_int_equal(kwt_verify(t, keys[i], NULL, 0, &r), KW_VALID);
+        assert_string_equal(r.key.id, recs[i].id);
+        assert_string_equal(r.key.owner, p[i].owner ? p[i].owner : "");
+        kw_verify_result_clear(&r);
+        kw_secret_free(keys[i]);
+        kw_key_record_clear(&recs[i]);
+    }
+    assert_int_equal(kw_audit_list(t->ctx, &f, &audit, &n, &next), KW_OK);
+    size_t creates = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(audit[i].action, "key.create") == 0) {
+            assert_string_equal(audit[i].actor, actors[creates].id);
+            creates++;
+        }
+    assert_int_equal(creates, 3);
+    kw_audit_records_free(audit, n);
+
+    /* The middle item is refused: nothing of the batch is stored. */
+    p[1].rate_limit = 10; /* without a window: invalid */
+    p[1].rate_window_ms = 0;
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, 3, keys, NULL, &failed), KW_ERR_INVALID);
+    assert_int_equal(failed, 1);
+    for (int i = 0; i < 3; i++)
+        assert_null(keys[i]);
+    assert_int_equal(count_keys(t), 3);
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, 0, keys, NULL, &failed), KW_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -936,6 +990,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_credits_five_split, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_rotate_chain_credits, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_record_json, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_create_many, kwt_setup, kwt_teardown),
     };
 
     if (kw_init() != KW_OK)
