@@ -1,6 +1,14 @@
 /*
- * The in-memory verification index: every key record, in shards of open
+ * The in-memory verification index: every key, in shards of open
  * addressing tables keyed by id, each shard under its own mutex.
+ *
+ * Memory is the point of the layout (docs/internals/index.md): a key costs
+ * one 96-byte entry (what the decision reads, in chunks of CHUNK entries,
+ * no allocation of its own), a 4-byte slot, and one `cold` block holding
+ * the record's strings, which verification results borrow (reference
+ * counted) instead of copying. What changes with use (spends not yet
+ * written, usage counts, rate-limit windows) lives in an `ext` block that
+ * exists only for keys in use.
  */
 #include "internal.h"
 
@@ -14,6 +22,8 @@
 #define SHARDS 64
 #define SCAN_PAGE 1000
 #define CREDIT_HOPS 8
+#define CHUNK_BITS 8
+#define CHUNK (1u << CHUNK_BITS)
 
 /* Verifications by result code in one hourly bucket. */
 typedef struct counts {
@@ -21,20 +31,61 @@ typedef struct counts {
     uint32_t n[KW_VERDICT_COUNT];
 } counts;
 
-typedef struct entry {
-    kw_key_row row;   /* the record, its hash, credit pool and rate-limit state */
+/* The record's fields that change only when the key is reloaded, and its
+ * strings, in one block. Never modified after it is built; freed when the
+ * entry and every result that borrows it have let go. */
+enum { C_OWNER, C_NAME, C_META, C_EXTERNAL, C_ROT_FROM, C_ROT_TO, C_CREDITS_FROM, C_STRINGS };
+
+typedef struct cold {
+    _Atomic uint32_t refs;
+    uint16_t nscopes;
+    uint8_t legacy;
+    uint8_t has_external;
+    uint16_t off[C_STRINGS]; /* offsets into data; the prefix is at 0 */
+    uint32_t rate_limit;
+    uint32_t rate_window_ms;
+    int64_t created_at;
+    int64_t revoked_at;
+    char *scopes[]; /* nscopes pointers into data, then data itself */
+} cold;
+
+/* What changes with use. Exists while a key has usage not yet written, or
+ * a rate limit (its window). */
+typedef struct ext {
+    kwi_rl rl;
     int64_t spent;    /* credits spent since the last sync */
     int64_t flushing; /* credits a sync is writing right now */
     int64_t used_at;  /* last_used_at not yet written */
     counts cur, prev; /* usage not yet written: this hour's, and the last one's */
     int dirty;
+} ext;
+
+/* What verification reads first: 96 bytes. */
+typedef struct entry {
+    char id[KW_ID_LEN];
+    uint8_t has_hash;
+    uint8_t enabled;
+    uint8_t used; /* in a chunk: 1 while a slot points here */
+    uint8_t pad_;
+    unsigned char hash[32]; /* HMAC-SHA-256(pepper, key) */
+    int64_t expires_at;
+    int64_t not_before;
+    int64_t credits; /* as of now: storage's balance minus spends not written */
+    int64_t last_used_at;
+    cold *c;
+    ext *x;
 } entry;
 
 typedef struct shard {
     pthread_mutex_t lock;
-    entry **slots; /* open addressing, linear probing; NULL = empty */
-    size_t cap;    /* power of two */
-    size_t n;
+    uint32_t *slots; /* open addressing, linear probing; 0 = empty, else entry ref + 1 */
+    size_t cap;      /* power of two */
+    size_t n;        /* keys */
+    entry **chunks;  /* entries, CHUNK per chunk, never moved */
+    size_t nchunks;
+    size_t top;     /* entries ever handed out */
+    uint32_t *free; /* refs of entries handed back */
+    size_t nfree, freecap;
 } shard;
 
 struct kw_index {
@@ -60,33 +111,197 @@ static shard *shard_of(kw_index *idx, uint64_t h)
     return &idx->shards[h % SHARDS];
 }
 
+static entry *ent(const shard *s, uint32_t ref)
+{
+    return &s->chunks[ref >> CHUNK_BITS][ref & (CHUNK - 1)];
+}
+
+/* ---- cold blocks ---------------------------------------------------------- */
+
+static const char *cold_data(const cold *c)
+{
+    return (const char *)&c->scopes[c->nscopes];
+}
+
+static const char *cold_str(const cold *c, int which)
+{
+    return cold_data(c) + c->off[which];
+}
+
+static void cold_release(cold *c)
+{
+    if (c != NULL && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        free(c);
+}
+
+void kwi_index_ref_release(void *ref)
+{
+    cold_release(ref);
+}
+
+/* The block of a row from storage; NULL if out of memory (or, in theory,
+ * larger than 64 KiB: the field limits keep it under 13 KiB). */
+static cold *cold_new(const kw_key_row *row)
+{
+    const kw_key_record *r = &row->rec;
+    const char *str[C_STRINGS] = {
+        [C_OWNER] = r->owner,
+        [C_NAME] = r->name,
+        [C_META] = r->meta,
+        [C_EXTERNAL] = r->external_id ? r->external_id : "",
+        [C_ROT_FROM] = r->rotated_from,
+        [C_ROT_TO] = r->rotated_to,
+        [C_CREDITS_FROM] = row->credits_from,
+    };
+    size_t len = strlen(r->prefix) + 1, at;
+    char *data;
+    cold *c;
+
+    for (int i = 0; i < C_STRINGS; i++)
+        len += strlen(str[i] ? str[i] : "") + 1;
+    for (size_t i = 0; i < r->nscopes; i++)
+        len += strlen(r->scopes[i]) + 1;
+    if (len > UINT16_MAX || r->nscopes > UINT16_MAX)
+        return NULL;
+    c = malloc(sizeof(*c) + r->nscopes * sizeof(char *) + len);
+    if (c == NULL)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->nscopes = (uint16_t)r->nscopes;
+    c->legacy = (uint8_t)(r->legacy != 0);
+    c->has_external = r->external_id != NULL;
+    c->rate_limit = r->rate_limit;
+    c->rate_window_ms = r->rate_window_ms;
+    c->created_at = r->created_at;
+    c->revoked_at = r->revoked_at;
+    data = (char *)&c->scopes[c->nscopes];
+    at = strlen(r->prefix) + 1;
+    memcpy(data, r->prefix, at);
+    for (int i = 0; i < C_STRINGS; i++) {
+        size_t n = strlen(str[i] ? str[i] : "") + 1;
+        c->off[i] = (uint16_t)at;
+        memcpy(data + at, str[i] ? str[i] : "", n);
+        at += n;
+    }
+    for (size_t i = 0; i < r->nscopes; i++) {
+        size_t n = strlen(r->scopes[i]) + 1;
+        c->scopes[i] = memcpy(data + at, r->scopes[i], n);
+        at += n;
+    }
+    return c;
+}
+
+/* The record of e, its strings borrowed from e's cold block (no copy). */
+static void view(const entry *e, kw_key_record *out)
+{
+    const cold *c = e->c;
+
+    memcpy(out->id, e->id, KW_ID_LEN);
+    out->id[KW_ID_LEN] = '\0';
+    kwi_strlcpy(out->prefix, cold_data(c), sizeof(out->prefix));
+    out->owner = (char *)cold_str(c, C_OWNER);
+    out->name = (char *)cold_str(c, C_NAME);
+    out->scopes = (char **)c->scopes;
+    out->nscopes = c->nscopes;
+    out->meta = (char *)cold_str(c, C_META);
+    out->created_at = c->created_at;
+    out->not_before = e->not_before;
+    out->expires_at = e->expires_at;
+    out->last_used_at = e->last_used_at;
+    out->enabled = e->enabled;
+    out->revoked_at = c->revoked_at;
+    out->credits = e->credits;
+    out->rate_limit = c->rate_limit;
+    out->rate_window_ms = c->rate_window_ms;
+    kwi_strlcpy(out->rotated_from, cold_str(c, C_ROT_FROM), sizeof(out->rotated_from));
+    kwi_strlcpy(out->rotated_to, cold_str(c, C_ROT_TO), sizeof(out->rotated_to));
+    out->legacy = c->legacy;
+    out->external_id = c->has_external ? (char *)cold_str(c, C_EXTERNAL) : NULL;
+}
+
+/* ---- entries and slots ---------------------------------------------------- */
+
+static ext *ext_of(entry *e)
+{
+    if (e->x == NULL)
+        e->x = calloc(1, sizeof(*e->x));
+    return e->x;
+}
+
+/* An ext with nothing pending and no window to keep goes. */
+static void ext_trim(entry *e)
+{
+    if (e->x != NULL && !e->x->dirty && e->x->flushing == 0 && e->x->spent == 0 &&
+        e->c->rate_limit == 0) {
+        free(e->x);
+        e->x = NULL;
+    }
+}
+
+static int entry_alloc(shard *s, uint32_t *ref)
+{
+    if (s->nfree > 0) {
+        *ref = s->free[--s->nfree];
+        return 0;
+    }
+    if (s->top == s->nchunks * CHUNK) {
+        entry **g = realloc(s->chunks, (s->nchunks + 1) * sizeof(*g));
+        if (g == NULL)
+            return -1;
+        s->chunks = g;
+        if ((g[s->nchunks] = calloc(CHUNK, sizeof(entry))) == NULL)
+            return -1;
+        s->nchunks++;
+    }
+    if (s->top >= UINT32_MAX - 1)
+        return -1;
+    *ref = (uint32_t)s->top++;
+    return 0;
+}
+
+/* Hand an entry back (its slot already cleared). */
+static void entry_release(shard *s, uint32_t ref)
+{
+    entry *e = ent(s, ref);
+
+    cold_release(e->c);
+    free(e->x);
+    memset(e, 0, sizeof(*e));
+    if (s->nfree == s->freecap) {
+        size_t cap = s->freecap ? s->freecap * 2 : 64;
+        uint32_t *g = realloc(s->free, cap * sizeof(*g));
+        if (g == NULL)
+            return; /* the entry is lost to reuse, not to correctness */
+        s->free = g;
+        s->freecap = cap;
+    }
+    s->free[s->nfree++] = ref;
+}
+
 /* Slot of id in s, or of the empty slot where it would go. Lock held. */
 static size_t probe(const shard *s, const char *id, uint64_t h)
 {
     size_t i = (h / SHARDS) & (s->cap - 1);
 
-    while (s->slots[i] != NULL && memcmp(s->slots[i]->row.rec.id, id, KW_ID_LEN) != 0)
+    while (s->slots[i] != 0 && memcmp(ent(s, s->slots[i] - 1)->id, id, KW_ID_LEN) != 0)
         i = (i + 1) & (s->cap - 1);
     return i;
 }
 
 static entry *find(shard *s, const char *id, uint64_t h)
 {
-    return s->cap ? s->slots[probe(s, id, h)] : NULL;
-}
+    size_t i;
 
-static void entry_free(entry *e)
-{
-    if (e == NULL)
-        return;
-    kwi_key_row_clear(&e->row);
-    free(e);
+    if (s->cap == 0)
+        return NULL;
+    i = probe(s, id, h);
+    return s->slots[i] ? ent(s, s->slots[i] - 1) : NULL;
 }
 
 static int grow(shard *s)
 {
     size_t cap = s->cap ? s->cap * 2 : 16;
-    entry **old = s->slots;
+    uint32_t *old = s->slots;
     size_t oldcap = s->cap;
 
     s->slots = calloc(cap, sizeof(*s->slots));
@@ -96,8 +311,10 @@ static int grow(shard *s)
     }
     s->cap = cap;
     for (size_t i = 0; i < oldcap; i++)
-        if (old[i] != NULL)
-            s->slots[probe(s, old[i]->row.rec.id, id_hash(old[i]->row.rec.id))] = old[i];
+        if (old[i] != 0) {
+            const char *id = ent(s, old[i] - 1)->id;
+            s->slots[probe(s, id, id_hash(id))] = old[i];
+        }
     free(old);
     return 0;
 }
@@ -105,67 +322,75 @@ static int grow(shard *s)
 /* Remove slot i, re-placing the probe run after it. Lock held. */
 static void remove_slot(shard *s, size_t i)
 {
-    entry_free(s->slots[i]);
-    s->slots[i] = NULL;
+    entry_release(s, s->slots[i] - 1);
+    s->slots[i] = 0;
     s->n--;
-    for (size_t j = (i + 1) & (s->cap - 1); s->slots[j] != NULL; j = (j + 1) & (s->cap - 1)) {
-        entry *e = s->slots[j];
-        s->slots[j] = NULL;
-        s->slots[probe(s, e->row.rec.id, id_hash(e->row.rec.id))] = e;
+    for (size_t j = (i + 1) & (s->cap - 1); s->slots[j] != 0; j = (j + 1) & (s->cap - 1)) {
+        uint32_t r = s->slots[j];
+        const char *id = ent(s, r - 1)->id;
+        s->slots[j] = 0;
+        s->slots[probe(s, id, id_hash(id))] = r;
     }
 }
 
 /*
- * Put a row loaded from storage (ownership moves in). An entry already
- * there keeps its rate-limit window (unless the limit changed) and the
- * spends not yet written, which storage does not know of yet.
+ * Put a row loaded from storage. An entry already there keeps its
+ * rate-limit window (unless the limit changed) and the spends not yet
+ * written, which storage does not know of yet.
  */
-static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, kw_key_row *row)
+static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_row *row)
 {
+    cold *c;
     entry *e;
     size_t i;
+    uint32_t ref;
 
     if ((s->n + 1) * 10 > s->cap * 7 && grow(s) != 0)
         return KW_ERR_NOMEM;
     i = probe(s, row->rec.id, h);
-    e = s->slots[i];
-    if (e != NULL) {
-        if (e->row.rec.rate_limit == row->rec.rate_limit &&
-            e->row.rec.rate_window_ms == row->rec.rate_window_ms) {
-            row->rl_start_ms = e->row.rl_start_ms;
-            row->rl_count = e->row.rl_count;
-            row->rl_prev = e->row.rl_prev;
-        }
-        if (row->rec.credits != KW_CREDITS_UNLIMITED) {
-            row->rec.credits -= e->spent + e->flushing;
-            if (row->rec.credits < 0)
-                row->rec.credits = 0;
-        }
-        if (e->used_at > row->rec.last_used_at)
-            row->rec.last_used_at = e->used_at;
-        kwi_key_row_clear(&e->row);
-        e->row = *row;
+    if (s->slots[i] == 0 && atomic_load(&idx->keys) >= idx->max_keys)
+        return KW_ERR_TOO_LARGE;
+    if ((c = cold_new(row)) == NULL)
+        return KW_ERR_NOMEM;
+    if (s->slots[i] != 0) {
+        e = ent(s, s->slots[i] - 1);
+        if (e->x != NULL && (e->c->rate_limit != row->rec.rate_limit ||
+                             e->c->rate_window_ms != row->rec.rate_window_ms))
+            memset(&e->x->rl, 0, sizeof(e->x->rl));
+        cold_release(e->c);
     } else {
-        if (atomic_load(&idx->keys) >= idx->max_keys)
-            return KW_ERR_TOO_LARGE;
-        e = calloc(1, sizeof(*e));
-        if (e == NULL)
+        if (entry_alloc(s, &ref) != 0) {
+            cold_release(c);
             return KW_ERR_NOMEM;
-        e->row = *row;
-        s->slots[i] = e;
+        }
+        e = ent(s, ref);
+        memcpy(e->id, row->rec.id, KW_ID_LEN);
+        if (row->rec.rate_limit != 0 && row->rl_start_ms != 0 && ext_of(e) != NULL)
+            e->x->rl = (kwi_rl){row->rl_start_ms, row->rl_count, row->rl_prev};
+        s->slots[i] = ref + 1;
         s->n++;
         atomic_fetch_add(&idx->keys, 1);
     }
-    memset(row, 0, sizeof(*row));
+    e->c = c;
+    memcpy(e->hash, row->hash, sizeof(e->hash));
+    e->has_hash = (uint8_t)(row->has_hash != 0);
+    e->enabled = (uint8_t)(row->rec.enabled != 0);
+    e->expires_at = row->rec.expires_at;
+    e->not_before = row->rec.not_before;
+    e->credits = row->rec.credits;
+    if (e->credits != KW_CREDITS_UNLIMITED && e->x != NULL) {
+        e->credits -= e->x->spent + e->x->flushing;
+        if (e->credits < 0)
+            e->credits = 0;
+    }
+    e->last_used_at = row->rec.last_used_at;
+    if (e->x != NULL && e->x->used_at > e->last_used_at)
+        e->last_used_at = e->x->used_at;
     return KW_OK;
 }
 
-/*
- * Put a row loaded from storage (ownership moves in). An entry already
- * there keeps its rate-limit window (unless the limit changed) and the
- * spends not yet written, which storage does not know of yet.
- */
-static kw_rc put_row(kw_index *idx, kw_key_row *row)
+/* Put a row loaded from storage, taking its shard's lock. */
+static kw_rc put_row(kw_index *idx, const kw_key_row *row)
 {
     uint64_t h = id_hash(row->rec.id);
     shard *s = shard_of(idx, h);
@@ -181,7 +406,7 @@ static void drop_locked(kw_index *idx, shard *s, const char *id, uint64_t h)
 {
     size_t i;
 
-    if (s->cap && s->slots[i = probe(s, id, h)] != NULL) {
+    if (s->cap && s->slots[i = probe(s, id, h)] != 0) {
         remove_slot(s, i);
         atomic_fetch_sub(&idx->keys, 1);
     }
@@ -228,20 +453,20 @@ static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int sync_held, i
 /* Count n verifications with `code` in bucket; an hour that rolls over
  * while the last one is still unwritten folds into it (only if the writer
  * stalled for an hour). */
-static void count_add(entry *e, int64_t bucket, int code, uint32_t n)
+static void count_add(ext *x, int64_t bucket, int code, uint32_t n)
 {
-    if (e->cur.bucket != bucket) {
-        if (e->cur.bucket != 0 && e->prev.bucket == 0) {
-            e->prev = e->cur;
-        } else if (e->cur.bucket != 0) {
+    if (x->cur.bucket != bucket) {
+        if (x->cur.bucket != 0 && x->prev.bucket == 0) {
+            x->prev = x->cur;
+        } else if (x->cur.bucket != 0) {
             for (int i = 0; i < KW_VERDICT_COUNT; i++)
-                e->prev.n[i] += e->cur.n[i];
+                x->prev.n[i] += x->cur.n[i];
         }
-        memset(&e->cur, 0, sizeof(e->cur));
-        e->cur.bucket = bucket;
+        memset(&x->cur, 0, sizeof(x->cur));
+        x->cur.bucket = bucket;
     }
-    e->cur.n[code] += n;
-    e->dirty = 1;
+    x->cur.n[code] += n;
+    x->dirty = 1;
 }
 
 KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out)
@@ -256,8 +481,11 @@ KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out)
     h = id_hash(id);
     s = shard_of(idx, h);
     pthread_mutex_lock(&s->lock);
-    if ((e = find(s, id, h)) != NULL)
-        rc = kwi_record_copy(out, &e->row.rec);
+    if ((e = find(s, id, h)) != NULL) {
+        kw_key_record v;
+        view(e, &v);
+        rc = kwi_record_copy(out, &v);
+    }
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -280,14 +508,15 @@ KW_API kw_rc kw_index_change_begin(kw_index *idx, kw_ctx *ctx, const char *id)
     pthread_mutex_lock(&idx->sync_lock);
     pthread_mutex_lock(&s->lock);
     e = find(s, id, h);
-    if (e != NULL && e->dirty) {
+    if (e != NULL && e->x != NULL && e->x->dirty) {
         rc = ctx->store->ops->begin(ctx->store);
         if (rc == KW_OK)
-            rc = ctx->store->ops->key_use(ctx->store, id, e->spent, e->used_at);
+            rc = ctx->store->ops->key_use(ctx->store, id, e->x->spent, e->x->used_at);
         rc = kwi_finish(ctx, rc);
         if (rc == KW_OK) {
-            e->spent = 0;
-            e->dirty = e->cur.bucket != 0 || e->prev.bucket != 0; /* counts still to write */
+            e->x->spent = 0;
+            /* counts still to write */
+            e->x->dirty = e->x->cur.bucket != 0 || e->x->prev.bucket != 0;
         } else {
             pthread_mutex_unlock(&s->lock);
             pthread_mutex_unlock(&idx->sync_lock);
@@ -336,7 +565,6 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
             kwi_seterr(ctx, "%s", ctx->store->errmsg);
             break;
         }
-        /* The cursor first: put_row takes each row over and clears it. */
         if (n > 0)
             kwi_strlcpy(after, rows[n - 1].rec.id, sizeof(after));
         for (size_t i = 0; i < n && rc == KW_OK; i++)
@@ -362,7 +590,15 @@ KW_API void kw_index_free(kw_index *idx)
     for (int i = 0; i < SHARDS; i++) {
         shard *s = &idx->shards[i];
         for (size_t j = 0; j < s->cap; j++)
-            entry_free(s->slots[j]);
+            if (s->slots[j] != 0) {
+                entry *e = ent(s, s->slots[j] - 1);
+                cold_release(e->c); /* results may still hold it */
+                free(e->x);
+            }
+        for (size_t j = 0; j < s->nchunks; j++)
+            free(s->chunks[j]);
+        free(s->chunks);
+        free(s->free);
         free(s->slots);
         pthread_mutex_destroy(&s->lock);
     }
@@ -370,14 +606,32 @@ KW_API void kw_index_free(kw_index *idx)
     free(idx);
 }
 
-/* Spend from the key that holds the credits (after a rotation, the new
- * one). Returns 1 if spent (or unlimited), 0 if too few; -1 if the pool
- * is missing. Takes each shard's lock in turn, never two at once. */
-static int spend(kw_index *idx, const char *id, int64_t cost, int64_t *remaining)
+/* Take cost from e's own credits. Returns 1 if spent (or unlimited), 0 if
+ * too few. Lock held. */
+static int spend_here(entry *e, int64_t cost, int64_t *remaining)
+{
+    if (e->credits == KW_CREDITS_UNLIMITED) {
+        *remaining = KW_CREDITS_UNLIMITED;
+        return 1;
+    }
+    *remaining = e->credits;
+    if (e->credits < cost || ext_of(e) == NULL)
+        return 0;
+    e->credits -= cost;
+    e->x->spent += cost;
+    e->x->dirty = 1;
+    *remaining = e->credits;
+    return 1;
+}
+
+/* Spend from the key that holds the credits after a rotation (the new
+ * one). Returns 1 if spent (or unlimited), 0 if too few; -1 if the pool is
+ * missing. Takes each shard's lock in turn, never two at once. */
+static int spend_pool(kw_index *idx, const char *from, int64_t cost, int64_t *remaining)
 {
     char pool[KW_ID_LEN + 1];
 
-    kwi_strlcpy(pool, id, sizeof(pool));
+    kwi_strlcpy(pool, from, sizeof(pool));
     for (int hop = 0; hop < CREDIT_HOPS; hop++) {
         uint64_t h = id_hash(pool);
         shard *s = shard_of(idx, h);
@@ -386,27 +640,30 @@ static int spend(kw_index *idx, const char *id, int64_t cost, int64_t *remaining
 
         pthread_mutex_lock(&s->lock);
         e = find(s, pool, h);
-        if (e != NULL && e->row.credits_from[0] != '\0') {
-            kwi_strlcpy(pool, e->row.credits_from, sizeof(pool));
+        if (e != NULL && cold_str(e->c, C_CREDITS_FROM)[0] != '\0') {
+            kwi_strlcpy(pool, cold_str(e->c, C_CREDITS_FROM), sizeof(pool));
             pthread_mutex_unlock(&s->lock);
             continue;
         }
-        if (e != NULL) {
-            *remaining = e->row.rec.credits;
-            ret = 1;
-            if (e->row.rec.credits != KW_CREDITS_UNLIMITED && e->row.rec.credits < cost) {
-                ret = 0;
-            } else if (e->row.rec.credits != KW_CREDITS_UNLIMITED) {
-                e->row.rec.credits -= cost;
-                e->spent += cost;
-                e->dirty = 1;
-                *remaining = e->row.rec.credits;
-            }
-        }
+        if (e != NULL)
+            ret = spend_here(e, cost, remaining);
         pthread_mutex_unlock(&s->lock);
         return ret;
     }
     return -1;
+}
+
+/* Note a verification of e: its last use and its count. Lock held. */
+static int note_use(entry *e, kw_verdict code, int64_t now_ms)
+{
+    if (ext_of(e) == NULL)
+        return -1;
+    if (code == KW_VALID) {
+        e->x->used_at = now_ms / 1000;
+        e->last_used_at = e->x->used_at;
+    }
+    count_add(e->x, kwi_usage_bucket(now_ms / 1000), code, 1);
+    return 0;
 }
 
 KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t len,
@@ -414,20 +671,21 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
 {
     static const kw_verify_request none = {NULL, 0, 1};
     static const unsigned char dummy[32];
+    static kwi_rl no_rl;
     unsigned char hash[32];
     int64_t now_ms = kwi_now_ms();
+    const int64_t cost = req == NULL || req->cost == 0 ? 1 : req->cost;
     kw_key_parts parts;
     kw_verdict code;
     uint64_t h;
     shard *s;
     entry *e;
-    int spent;
     kw_rc rc = KW_OK;
 
     if (req == NULL)
         req = &none;
     if (key == NULL || len > KW_VERIFY_INPUT_MAX || !kw_key_parse(&parts, key, len)) {
-        atomic_fetch_add(&idx->fallbacks, 1);
+        atomic_fetch_add_explicit(&idx->fallbacks, 1, memory_order_relaxed);
         return kw_verify(ctx, key, len, req, out); /* MALFORMED, or an imported key */
     }
     memset(out, 0, sizeof(*out));
@@ -438,44 +696,62 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
             kwi_seterr(ctx, "invalid required scope");
             return KW_ERR_INVALID;
         }
-    atomic_fetch_add(&idx->hits, 1);
+    atomic_fetch_add_explicit(&idx->hits, 1, memory_order_relaxed);
     kwi_pepper_hmac(ctx, hash, key, len);
     h = id_hash(parts.id);
     s = shard_of(idx, h);
     pthread_mutex_lock(&s->lock);
     e = find(s, parts.id, h);
-    if (e == NULL || sodium_memcmp(hash, e ? e->row.hash : dummy, 32) != 0 || !e->row.has_hash) {
+    if (e == NULL || sodium_memcmp(hash, e ? e->hash : dummy, 32) != 0 || !e->has_hash) {
         pthread_mutex_unlock(&s->lock);
         out->code = KW_NOT_FOUND;
         goto out;
     }
-    out->remaining = e->row.rec.credits;
-    code = kwi_decide(&e->row, now_ms, req, out);
-    pthread_mutex_unlock(&s->lock);
-    if (code == KW_VALID) {
-        spent = spend(idx, parts.id, req->cost ? req->cost : 1, &out->remaining);
-        if (spent < 0) {
-            kwi_seterr(ctx, "the credits of key %s are held by a key that is gone", parts.id);
-            rc = KW_ERR_STORAGE;
-            goto out;
-        }
-        code = spent ? KW_VALID : KW_USAGE_EXCEEDED;
+    /* The record, borrowed: the result holds a reference to its strings. */
+    view(e, &out->key);
+    atomic_fetch_add_explicit(&e->c->refs, 1, memory_order_relaxed);
+    out->ref_ = e->c;
+    out->found = 1;
+    out->remaining = e->credits;
+    if (e->c->rate_limit != 0 && ext_of(e) == NULL) {
+        rc = KW_ERR_NOMEM;
+    } else {
+        code = kwi_decide(&out->key, e->x != NULL ? &e->x->rl : &no_rl, now_ms, req, out);
+        if (code == KW_VALID && cold_str(e->c, C_CREDITS_FROM)[0] == '\0')
+            code = spend_here(e, cost, &out->remaining) ? KW_VALID : KW_USAGE_EXCEEDED;
+        else if (code == KW_VALID)
+            code = KW_VERDICT_COUNT; /* spend from the pool, below */
     }
-    /* Note the use and copy the record out; the entry may have been
-     * reloaded or dropped while no lock was held. */
+    if (rc == KW_OK && code != KW_VERDICT_COUNT) {
+        if (note_use(e, code, now_ms) != 0)
+            rc = KW_ERR_NOMEM;
+        out->key.credits = e->credits;
+        out->key.last_used_at = e->last_used_at;
+        out->code = code;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc != KW_OK || code != KW_VERDICT_COUNT)
+        goto out;
+
+    /* A rotated key spends from its successor's credits: another entry,
+     * perhaps in another shard, so this one's lock is let go first. */
+    switch (
+        spend_pool(idx, cold_str((const cold *)out->ref_, C_CREDITS_FROM), cost, &out->remaining)) {
+    case 1: code = KW_VALID; break;
+    case 0: code = KW_USAGE_EXCEEDED; break;
+    default:
+        kwi_seterr(ctx, "the credits of key %s are held by a key that is gone", parts.id);
+        rc = KW_ERR_STORAGE;
+        goto out;
+    }
     pthread_mutex_lock(&s->lock);
-    e = find(s, parts.id, h);
+    e = find(s, parts.id, h); /* reloaded or dropped meanwhile? */
     if (e == NULL) {
         code = KW_NOT_FOUND;
     } else {
-        if (code == KW_VALID) {
-            e->used_at = now_ms / 1000;
-            e->row.rec.last_used_at = e->used_at;
-            e->dirty = 1;
-        }
-        count_add(e, kwi_usage_bucket(now_ms / 1000), code, 1);
-        rc = kwi_record_copy(&out->key, &e->row.rec);
-        out->found = rc == KW_OK;
+        if (note_use(e, code, now_ms) != 0)
+            rc = KW_ERR_NOMEM;
+        out->key.last_used_at = e->last_used_at;
     }
     pthread_mutex_unlock(&s->lock);
     out->code = code;
@@ -505,8 +781,9 @@ static kw_rc collect(kw_index *idx, usage **out, size_t *n)
         shard *s = &idx->shards[i];
         pthread_mutex_lock(&s->lock);
         for (size_t j = 0; j < s->cap; j++) {
-            entry *e = s->slots[j];
-            if (e == NULL || !e->dirty)
+            entry *e;
+            ext *x;
+            if (s->slots[j] == 0 || (x = (e = ent(s, s->slots[j] - 1))->x) == NULL || !x->dirty)
                 continue;
             if (count == cap) {
                 usage *g = realloc(u, (cap = cap ? cap * 2 : 64) * sizeof(*u));
@@ -517,16 +794,17 @@ static kw_rc collect(kw_index *idx, usage **out, size_t *n)
                 }
                 u = g;
             }
-            memcpy(u[count].id, e->row.rec.id, KW_ID_LEN + 1);
-            u[count].spent = e->spent;
-            u[count].used_at = e->used_at;
-            u[count].c[0] = e->prev;
-            u[count].c[1] = e->cur;
-            memset(&e->prev, 0, sizeof(e->prev));
-            memset(&e->cur, 0, sizeof(e->cur));
-            e->flushing += e->spent;
-            e->spent = 0;
-            e->dirty = 0;
+            memcpy(u[count].id, e->id, KW_ID_LEN);
+            u[count].id[KW_ID_LEN] = '\0';
+            u[count].spent = x->spent;
+            u[count].used_at = x->used_at;
+            u[count].c[0] = x->prev;
+            u[count].c[1] = x->cur;
+            memset(&x->prev, 0, sizeof(x->prev));
+            memset(&x->cur, 0, sizeof(x->cur));
+            x->flushing += x->spent;
+            x->spent = 0;
+            x->dirty = 0;
             count++;
         }
         pthread_mutex_unlock(&s->lock);
@@ -546,18 +824,20 @@ static void settle(kw_index *idx, const usage *u, size_t n, int ok)
         entry *e;
 
         pthread_mutex_lock(&s->lock);
-        if ((e = find(s, u[i].id, h)) != NULL) {
-            e->flushing -= u[i].spent;
+        if ((e = find(s, u[i].id, h)) != NULL && e->x != NULL) {
+            ext *x = e->x;
+            x->flushing -= u[i].spent;
             if (!ok) {
-                e->spent += u[i].spent;
-                if (u[i].used_at > e->used_at)
-                    e->used_at = u[i].used_at;
+                x->spent += u[i].spent;
+                if (u[i].used_at > x->used_at)
+                    x->used_at = u[i].used_at;
                 for (int k = 0; k < 2; k++)
                     for (int c = 0; c < KW_VERDICT_COUNT; c++)
                         if (u[i].c[k].bucket != 0 && u[i].c[k].n[c] != 0)
-                            count_add(e, u[i].c[k].bucket, c, u[i].c[k].n[c]);
-                e->dirty = 1;
+                            count_add(x, u[i].c[k].bucket, c, u[i].c[k].n[c]);
+                x->dirty = 1;
             }
+            ext_trim(e);
         }
         pthread_mutex_unlock(&s->lock);
     }

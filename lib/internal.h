@@ -58,11 +58,21 @@ void kwi_strlcpy(char *dst, const char *src, size_t cap);
 kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
                        const char *result, const char *detail);
 
+/* A key's sliding-window rate-limit state. */
+typedef struct kwi_rl {
+    int64_t start_ms; /* current window start; 0: none yet */
+    int64_t count;    /* requests in the current window */
+    int64_t prev;     /* requests in the previous window */
+} kwi_rl;
+
 /* The checks of verification after the key matched, up to and including
- * the rate limit (counted in row's rl_* fields): KW_VALID means "spend the
- * credits next". out receives the rate-limit fields. */
-kw_verdict kwi_decide(kw_key_row *row, int64_t now_ms, const kw_verify_request *req,
-                      kw_verify_result *out);
+ * the rate limit (counted in rl): KW_VALID means "spend the credits next".
+ * out receives the rate-limit fields. */
+kw_verdict kwi_decide(const kw_key_record *r, kwi_rl *rl, int64_t now_ms,
+                      const kw_verify_request *req, kw_verify_result *out);
+
+/* Let go of the index's record a verification result borrows (lib/index.c). */
+void kwi_index_ref_release(void *ref);
 
 /* The sequence number of the last audit record (0 for none). */
 kw_rc kwi_audit_last_seq(kw_ctx *ctx, int64_t *seq);

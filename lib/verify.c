@@ -57,7 +57,10 @@ KW_API void kw_verify_result_clear(kw_verify_result *r)
 {
     if (r == NULL)
         return;
-    kw_key_record_clear(&r->key);
+    if (r->ref_ != NULL)
+        kwi_index_ref_release(r->ref_);
+    else
+        kw_key_record_clear(&r->key);
     memset(r, 0, sizeof(*r));
 }
 
@@ -81,29 +84,29 @@ static int legacy_shape(const char *key, size_t len)
  * of it still overlaps the sliding window, plus the current window's count.
  * Returns 1 if one more request is allowed (and counts it).
  */
-static int rate_allow(kw_key_row *row, int64_t now_ms, kw_verify_result *out)
+static int rate_allow(const kw_key_record *r, kwi_rl *row, int64_t now_ms, kw_verify_result *out)
 {
-    const int64_t w = row->rec.rate_window_ms, limit = row->rec.rate_limit;
+    const int64_t w = r->rate_window_ms, limit = r->rate_limit;
     int64_t elapsed, used;
 
-    if (row->rl_start_ms == 0 || now_ms < row->rl_start_ms) {
-        row->rl_start_ms = now_ms;
-        row->rl_count = row->rl_prev = 0;
-    } else if (now_ms - row->rl_start_ms >= w) {
-        int64_t windows = (now_ms - row->rl_start_ms) / w;
-        row->rl_prev = windows == 1 ? row->rl_count : 0;
-        row->rl_count = 0;
-        row->rl_start_ms += windows * w;
+    if (row->start_ms == 0 || now_ms < row->start_ms) {
+        row->start_ms = now_ms;
+        row->count = row->prev = 0;
+    } else if (now_ms - row->start_ms >= w) {
+        int64_t windows = (now_ms - row->start_ms) / w;
+        row->prev = windows == 1 ? row->count : 0;
+        row->count = 0;
+        row->start_ms += windows * w;
     }
-    elapsed = now_ms - row->rl_start_ms;
+    elapsed = now_ms - row->start_ms;
     /* ceil(prev * (w - elapsed) / w): the estimate never under-counts. */
-    used = (row->rl_prev * (w - elapsed) + w - 1) / w + row->rl_count;
+    used = (row->prev * (w - elapsed) + w - 1) / w + row->count;
     out->rl_limit = (uint32_t)limit;
     if (used + 1 > limit) {
-        int64_t wait = row->rl_start_ms + w - now_ms;
-        if (row->rl_count + 1 <= limit && row->rl_prev > 0) {
+        int64_t wait = row->start_ms + w - now_ms;
+        if (row->count + 1 <= limit && row->prev > 0) {
             /* Wait until enough of the previous window has slid out. */
-            int64_t need = w - ((limit - row->rl_count - 1) * w) / row->rl_prev;
+            int64_t need = w - ((limit - row->count - 1) * w) / row->prev;
             if (need - elapsed < wait)
                 wait = need - elapsed;
         }
@@ -111,9 +114,9 @@ static int rate_allow(kw_key_row *row, int64_t now_ms, kw_verify_result *out)
         out->rl_reset_ms = wait > 0 ? wait : 1;
         return 0;
     }
-    row->rl_count++;
+    row->count++;
     out->rl_remaining = (uint32_t)(limit - used - 1);
-    out->rl_reset_ms = row->rl_start_ms + w - now_ms;
+    out->rl_reset_ms = row->start_ms + w - now_ms;
     return 1;
 }
 
@@ -141,10 +144,9 @@ static kw_rc spend(kw_ctx *ctx, const kw_key_row *row, int64_t cost, int64_t *re
     return KW_ERR_STORAGE;
 }
 
-kw_verdict kwi_decide(kw_key_row *row, int64_t now_ms, const kw_verify_request *req,
-                      kw_verify_result *out)
+kw_verdict kwi_decide(const kw_key_record *r, kwi_rl *rl, int64_t now_ms,
+                      const kw_verify_request *req, kw_verify_result *out)
 {
-    const kw_key_record *r = &row->rec;
     const int64_t now = now_ms / 1000;
 
     if (r->revoked_at != 0)
@@ -157,7 +159,7 @@ kw_verdict kwi_decide(kw_key_row *row, int64_t now_ms, const kw_verify_request *
         return KW_NOT_YET_VALID;
     if (!kw_scopes_cover((const char *const *)r->scopes, r->nscopes, req->scopes, req->nscopes))
         return KW_INSUFFICIENT_SCOPE;
-    if (r->rate_limit != 0 && !rate_allow(row, now_ms, out))
+    if (r->rate_limit != 0 && !rate_allow(r, rl, now_ms, out))
         return KW_RATE_LIMITED;
     return KW_VALID;
 }
@@ -170,7 +172,12 @@ static kw_rc decide(kw_ctx *ctx, kw_key_row *row, const kw_verify_request *req,
     kw_rc rc;
 
     out->remaining = row->rec.credits;
-    out->code = kwi_decide(row, now_ms, req, out);
+    kwi_rl rl = {row->rl_start_ms, row->rl_count, row->rl_prev};
+
+    out->code = kwi_decide(&row->rec, &rl, now_ms, req, out);
+    row->rl_start_ms = rl.start_ms;
+    row->rl_count = rl.count;
+    row->rl_prev = rl.prev;
     if (out->code != KW_VALID)
         return KW_OK;
     if (row->rec.rate_limit != 0)

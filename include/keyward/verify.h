@@ -44,13 +44,16 @@ typedef struct kw_verify_request {
 typedef struct kw_verify_result {
     kw_verdict code;
     /** The key's record whenever the key itself matched (any code but
-     *  MALFORMED and NOT_FOUND); zeroed otherwise. */
+     *  MALFORMED and NOT_FOUND); zeroed otherwise. Read-only, and owned by
+     *  the result: it lives until kw_verify_result_clear (from the index
+     *  its strings are shared, not copied). */
     kw_key_record key;
     int found;
     int64_t remaining;     /**< credits left; KW_CREDITS_UNLIMITED if none */
     uint32_t rl_limit;     /**< 0 if the key has no rate limit */
     uint32_t rl_remaining; /**< requests left in the current window */
     int64_t rl_reset_ms;   /**< ms until a request is allowed again (if limited) */
+    void *ref_;            /**< private: set when `key` borrows its strings from the index */
 } kw_verify_result;
 
 /**

@@ -372,6 +372,66 @@ static void test_exact_credits_under_threads(void **state)
     kw_secret_free(key);
 }
 
+/* A result borrows the index's record: it stays whole (and the same)
+ * after the key changes, is dropped, and after the index is freed. ASan
+ * sees any use after free. Every field matches kw_key_get's copy. */
+static void test_result_outlives_changes(void **state)
+{
+    kwt_db *t = *state;
+    const char *scopes[2] = {"orders:*", "billing:read"};
+    kw_key_params p;
+    kw_key_record rec, stored;
+    kw_verify_result r1, r2;
+    kw_index *idx;
+    kw_secret *key;
+    char *json1, *json2;
+
+    kw_key_params_init(&p);
+    p.owner = "acme";
+    p.name = "ci";
+    p.scopes = scopes;
+    p.nscopes = 2;
+    p.meta = "{\"team\":\"payments\"}";
+    p.credits = 10;
+    p.rate_limit = 100;
+    p.rate_window_ms = 60000;
+    key = kwt_key(t, &p, &rec);
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    assert_int_equal(kw_index_verify(idx, t->ctx, (const char *)kw_secret_cdata(key),
+                                     kw_secret_len(key), NULL, &r1),
+                     KW_OK);
+    assert_int_equal(r1.code, KW_VALID);
+    /* The view holds what storage holds (credits and last use as of now). */
+    assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+    assert_int_equal(kw_key_get(t->ctx, rec.id, &stored), KW_OK);
+    json1 = kw_key_record_json(&r1.key);
+    json2 = kw_key_record_json(&stored);
+    assert_non_null(json1);
+    assert_string_equal(json1, json2);
+    free(json2);
+    kw_key_record_clear(&stored);
+
+    /* Revoked and reloaded: r1 still shows the record it was given. */
+    assert_int_equal(kw_key_revoke(t->ctx, rec.id, &actor, NULL), KW_OK);
+    assert_int_equal(kw_index_refresh(idx, t->ctx, rec.id), KW_OK);
+    assert_int_equal(kw_index_verify(idx, t->ctx, (const char *)kw_secret_cdata(key),
+                                     kw_secret_len(key), NULL, &r2),
+                     KW_OK);
+    assert_int_equal(r2.code, KW_REVOKED);
+    assert_string_equal(r2.key.scopes[1], "billing:read");
+    kw_index_free(idx);
+    json2 = kw_key_record_json(&r1.key);
+    assert_string_equal(json1, json2);
+    assert_string_equal(r2.key.meta, "{\"team\":\"payments\"}");
+    assert_int_not_equal(r2.key.revoked_at, 0);
+    free(json1);
+    free(json2);
+    kw_verify_result_clear(&r1);
+    kw_verify_result_clear(&r2);
+    kw_key_record_clear(&rec);
+    kw_secret_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_bound, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_open_more_than_a_page, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_exact_credits_under_threads, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_result_outlives_changes, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
