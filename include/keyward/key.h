@@ -7,7 +7,7 @@
  *           no "__"
  *   id      12 base62 chars (public)
  *   secret  32 base62 chars (about 190 bits), drawn without modulo bias
- *   check   CRC-32 (IEEE, zlib's crc32()) of "<prefix>_<id><secret>",
+ *   check   CRC-32 (IEEE, as zlib's crc32()) of "<prefix>_<id><secret>",
  *           6 base62 digits, most significant first, zero-padded
  *
  * Parsing is pure: it never touches storage, and rejects anything malformed

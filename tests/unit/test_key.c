@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <keyward/keyward.h>
+#include <sodium.h>
+#include <zlib.h>
 
 #define DATA_LEN(plen) ((plen) + 1 + KW_ID_LEN + KW_SECRET_LEN)
 
@@ -43,6 +45,29 @@ static const struct {
     {"kw_live_AAAACAACCAAAACACACCACCCCCCAACACAAAAAAAAAAAAA", "4gfFC3"},
 };
 #define NVECTORS (sizeof(vectors) / sizeof(vectors[0]))
+
+/* The library's own CRC-32 agrees with zlib's on every length and
+ * alignment around its 8-byte steps. */
+static void test_check_matches_zlib(void **state)
+{
+    unsigned char buf[300];
+    char got[KW_CHECK_LEN + 1], want[KW_CHECK_LEN + 1];
+
+    (void)state;
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len + off <= sizeof(buf) && len <= 200; len++) {
+            uint32_t crc;
+            randombytes_buf(buf, sizeof(buf));
+            crc = (uint32_t)crc32(0L, buf + off, (uInt)len);
+            for (int i = KW_CHECK_LEN - 1; i >= 0; i--) {
+                want[i] = KW_BASE62_ALPHABET[crc % 62];
+                crc /= 62;
+            }
+            want[KW_CHECK_LEN] = '\0';
+            kw_key_check(got, (const char *)buf + off, len);
+            assert_string_equal(got, want);
+        }
+}
 
 /* data + its check (from the library, whose check the vectors pin down). */
 static size_t with_check(char out[static KW_KEY_MAX + 16], const char *data)
@@ -481,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_prefix_valid),
         cmocka_unit_test(test_key_id_valid),
         cmocka_unit_test(test_check_vectors),
+        cmocka_unit_test(test_check_matches_zlib),
         cmocka_unit_test(test_check_uses_len),
         cmocka_unit_test(test_generate_default_prefix),
         cmocka_unit_test(test_generate_custom_prefix),
