@@ -157,7 +157,7 @@ static int body_params_read(h2o_req_t *req, json_t *o, body_params *bp, int crea
 }
 
 /* 201 with the record and "key" first. */
-static int send_new_key(h2o_req_t *req, const kw_secret *key, const kw_key_record *rec)
+int kws_send_new_key(h2o_req_t *req, const kw_secret *key, const kw_key_record *rec)
 {
     char *j = kw_key_record_json(rec);
     size_t klen = kw_secret_len(key), jlen;
@@ -186,35 +186,43 @@ static kw_actor actor_of(h2o_req_t *req, const char *id, char *client, size_t ca
     return a;
 }
 
+/* Parsed and checked here; created by the committer (create.c), with
+ * whatever other creations are waiting, in one durable commit. */
 static int create(h2o_req_t *req)
 {
     kws_thread *t = kws_thread_of(req);
-    char admin[KW_ID_LEN + 1], client[64];
-    kw_key_record rec = {0};
-    kw_secret *key = NULL;
+    char admin[KW_ID_LEN + 1];
+    kws_new_key *j;
     body_params bp;
-    kw_actor a;
     json_t *o;
-    kw_rc rc;
 
     if (!kws_admin(req, "keys:create", admin))
         return 0;
     if ((o = kws_body_object(req)) == NULL)
         return 0;
-    if (body_params_read(req, o, &bp, 1) == 0) {
-        a = actor_of(req, admin, client, sizeof(client));
-        rc = kw_key_create(t->kw, &bp.c.p, &a, &key, &rec);
-        if (rc == KW_OK) {
-            kws_changed(req, rec.id);
-            send_new_key(req, key, &rec);
-        } else
-            kws_send_rc(req, rc, kw_errmsg(t->kw));
+    if (body_params_read(req, o, &bp, 1) != 0) {
+        free(bp.meta);
+        json_decref(o);
+        return 0;
     }
-    kw_secret_free(key);
-    kw_key_record_clear(&rec);
-    free(bp.meta);
-    json_decref(o);
-    return 0;
+    if (kw_key_params_check(t->kw, &bp.c.p) != KW_OK) {
+        free(bp.meta);
+        json_decref(o);
+        return kws_send_rc(req, KW_ERR_INVALID, kw_errmsg(t->kw));
+    }
+    if ((j = calloc(1, sizeof(*j))) == NULL) {
+        free(bp.meta);
+        json_decref(o);
+        return kws_send_error(req, 500, "internal", "out of memory");
+    }
+    j->p = bp.c.p;
+    memcpy(j->scopes, bp.scopes, sizeof(j->scopes));
+    j->p.scopes = j->scopes;
+    j->meta = bp.meta; /* p.meta points at it, or is NULL */
+    j->body = o;       /* the other strings point into it */
+    memcpy(j->admin, admin, sizeof(j->admin));
+    kws_peer(req, j->client, sizeof(j->client));
+    return kws_create_submit(req, j);
 }
 
 static int list(h2o_req_t *req)
@@ -366,7 +374,7 @@ int kws_keys_rotate(h2o_req_t *req, const char *id)
         kws_change_end(req, id, rc == KW_OK ? rec.id : NULL);
     }
     if (rc == KW_OK)
-        send_new_key(req, key, &rec);
+        kws_send_new_key(req, key, &rec);
     else
         kws_send_rc(req, rc, kw_errmsg(t->kw));
     kw_secret_free(key);

@@ -132,6 +132,7 @@ static void *thread_main(void *arg)
     int64_t drain_until;
 
     h2o_context_init(&t->h2o, h2o_evloop_create(), &config);
+    kws_committer_attach(t);
     t->accept.ctx = &t->h2o;
     t->accept.hosts = config.hosts;
     t->accept.ssl_ctx = tls;
@@ -281,6 +282,9 @@ int kws_run(const kws_config *cfg)
     if (ret == 0) {
         pthread_t sync_tid;
         int started = 0, syncing;
+        /* Before the loops: they read whether it runs. */
+        if (kws_committer_start(cfg, shared_index) != 0)
+            fprintf(stderr, "keyward serve: creating keys without group commit\n");
         for (int i = 0; i < n; i++) {
             threads[i].index = shared_index;
             if (pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]) != 0)
@@ -299,6 +303,7 @@ int kws_run(const kws_config *cfg)
         for (int i = 0; i < n; i++)
             if (threads[i].started)
                 pthread_join(threads[i].tid, NULL);
+        kws_committer_stop();
         atomic_store(&stopping, 2); /* loops done: the writer's last sync sees everything */
         if (syncing)
             pthread_join(sync_tid, NULL);

@@ -141,6 +141,17 @@ int kws_metrics_text(h2o_req_t *req)
         EMIT("# TYPE keyward_index_syncs_total counter\nkeyward_index_syncs_total %llu\n",
              (unsigned long long)st.syncs);
     }
+    {
+        uint64_t commits, created;
+        kws_committer_stats(&commits, &created);
+        EMIT("# HELP keyward_key_commits_total Durable commits of created keys (group commit: "
+             "several keys each).\n");
+        EMIT("# TYPE keyward_key_commits_total counter\nkeyward_key_commits_total %llu\n",
+             (unsigned long long)commits);
+        EMIT("# HELP keyward_keys_created_total Keys created through this server.\n");
+        EMIT("# TYPE keyward_keys_created_total counter\nkeyward_keys_created_total %llu\n",
+             (unsigned long long)created);
+    }
     EMIT("# HELP keyward_threads Event-loop threads.\n# TYPE keyward_threads gauge\n");
     EMIT("keyward_threads %d\n", nthreads);
 #undef EMIT

@@ -91,8 +91,11 @@ int kws_route(h2o_handler_t *self, h2o_req_t *req)
     int route, ret;
 
     (void)self;
+    kws_thread_of(req)->req_started_us = started;
     ret = dispatch(req, &route);
-    /* Every handler answers before returning: the status is final here. */
-    kws_metrics_request(req, route, started);
+    /* Every handler answers before returning, except a key creation, which
+     * answers (and counts itself) when its commit is done. */
+    if (req->res.status != 0)
+        kws_metrics_request(req, route, started);
     return ret;
 }

@@ -77,6 +77,8 @@ typedef struct kws_thread {
     pthread_t tid;
     int started;
     kws_metrics metrics;
+    uint64_t req_started_us;            /* when the request being routed arrived */
+    h2o_multithread_receiver_t created; /* finished creations (create.c) */
 } kws_thread;
 
 /* The h2o configuration every loop shares: one handler, kws_route. */
@@ -163,7 +165,45 @@ void kws_changed(h2o_req_t *req, const char *id);
 /* End a change bracketed by kw_index_change_begin (made: a new key or NULL). */
 void kws_change_end(h2o_req_t *req, const char *id, const char *made);
 
-/* Route a request; always answers. */
+/* ---- group commit of key creation (create.c) ---- */
+
+/* One POST /v1/keys on its way through the committer. */
+typedef struct kws_new_key {
+    h2o_multithread_message_t msg; /* the way back to the loop */
+    struct kws_new_key *next;      /* the committer's queue */
+    kws_thread *t;                 /* the loop that answers */
+    h2o_req_t *req;                /* NULL once the client is gone */
+    struct kws_new_key **hold;     /* the request pool's pointer to this */
+    uint64_t started_us;
+    kw_key_params p; /* strings point into body, scopes and meta */
+    const char *scopes[KW_SCOPES_MAX];
+    char *meta;
+    json_t *body;
+    char admin[KW_ID_LEN + 1];
+    char client[64];
+    kw_rc rc; /* the result: key and rec, or rc and err */
+    kw_secret *key;
+    kw_key_record rec;
+    char err[256];
+} kws_new_key;
+
+/* Start the committer on a database connection of its own; -1 if it cannot
+ * (creation then commits on the loops, one key per transaction). */
+int kws_committer_start(const kws_config *cfg, kw_index *index);
+/* Finish what is queued and stop. Call after the loops have stopped. */
+void kws_committer_stop(void);
+/* On each loop's thread, once its context exists. */
+void kws_committer_attach(kws_thread *t);
+/* Create j's key (validated already); the answer comes later, on this
+ * loop. Takes j. Returns 0. */
+int kws_create_submit(h2o_req_t *req, kws_new_key *j);
+void kws_new_key_free(kws_new_key *j);
+/* Commits made and keys created so far (for /metrics). */
+void kws_committer_stats(uint64_t *commits, uint64_t *created);
+/* 201 with the new key and its record. */
+int kws_send_new_key(h2o_req_t *req, const kw_secret *key, const kw_key_record *rec);
+
+/* Route a request; answers it, now or (key creation) when its commit is done. */
 int kws_route(h2o_handler_t *self, h2o_req_t *req);
 
 #endif

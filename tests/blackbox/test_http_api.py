@@ -777,6 +777,69 @@ class Concurrency(ServerTestCase):
         d = self.expect(self.call("GET", "/v1/keys?owner=par"), 200)
         self.assertEqual(sorted(k["id"] for k in d["keys"]), sorted(i for _, i in ids))
 
+    def metric(self, name):
+        st, _, text = self.req("GET", "/metrics")
+        self.assertEqual(st, 200)
+        for line in text.decode().splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+        self.fail("no metric %s in %r" % (name, text))
+
+    def test_group_commit(self):
+        """Concurrent creations share durable commits; each still gets its own
+        key, record and audit record, and verifies at once."""
+        commits0 = self.metric("keyward_key_commits_total")
+        created0 = self.metric("keyward_keys_created_total")
+        made, lock = [], threading.Lock()
+        barrier = threading.Barrier(24)
+
+        def worker(n):
+            barrier.wait()
+            st, _, body = self.call("POST", "/v1/keys",
+                                    {"owner": "gc", "name": "n%d" % n, "credits": n})
+            with lock:
+                made.append((st, n, body))
+
+        ts = [threading.Thread(target=worker, args=(n,)) for n in range(24)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        self.assertEqual(sorted(st for st, _, _ in made), [201] * 24, made)
+        for _, n, body in made:
+            type(self).keys_made.append(body["key"])
+            self.assertEqual((body["name"], body["credits"]), ("n%d" % n, n))
+            self.assertEqual(self.code_of(body["key"]), "VALID" if n else "USAGE_EXCEEDED")
+        self.assertEqual(len({b["key"] for _, _, b in made}), 24)
+        created = self.metric("keyward_keys_created_total") - created0
+        commits = self.metric("keyward_key_commits_total") - commits0
+        self.assertEqual(created, 24)
+        self.assertLess(commits, created, "no two creations shared a commit")
+        ids = {b["id"] for _, _, b in made}
+        audit = self.audit("?action=key.create&limit=1000")
+        self.assertEqual(ids, ids & {r["target"] for r in audit["records"]})
+
+    def test_create_client_gone(self):
+        """A client that leaves before its creation is committed does not
+        disturb the server; the key is created (and audited) all the same."""
+        body = json.dumps({"owner": "gone"}).encode()
+        for _ in range(10):
+            s = socket.create_connection((HOST, self.srv.port), timeout=5)
+            s.sendall(b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                      + self.admin.encode() + b"\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()  # reset at once
+        self.assert_healthy()
+        deadline = time.time() + 1
+        while time.time() < deadline:
+            d = self.expect(self.call("GET", "/v1/keys?owner=gone"), 200)
+            if len(d["keys"]) == 10:
+                break
+            time.sleep(0.05)
+        self.assertLessEqual(len(d["keys"]), 10)
+        self.assert_healthy()
+
 
 # ---- shutdown ----------------------------------------------------------------
 

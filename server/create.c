@@ -1,0 +1,223 @@
+/*
+ * Group commit of key creation. A creation must be durable before its key
+ * is handed out, and a durable commit costs a sync of the disk (~0.3 ms
+ * here): one commit per key would cap creation at a few thousand a second.
+ * So loops hand validated requests to one committer thread, which creates
+ * every request waiting at that moment in one transaction (one sync for
+ * all: kw_key_create_many) and sends each answer back to the loop that
+ * asked, which answers the client. While a commit runs the next batch
+ * gathers, so batches grow with the load and latency stays one commit.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH_MAX 256
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    kws_new_key *head, **tail;
+    int stop;
+    int running;
+    pthread_t tid;
+    kw_ctx *ctx;
+    kw_index *index;
+    _Atomic uint64_t commits, created; /* for /metrics */
+} C = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .tail = &C.head};
+
+void kws_committer_stats(uint64_t *commits, uint64_t *created)
+{
+    *commits = atomic_load(&C.commits);
+    *created = atomic_load(&C.created);
+}
+
+void kws_new_key_free(kws_new_key *j)
+{
+    if (j == NULL)
+        return;
+    kw_secret_free(j->key);
+    kw_key_record_clear(&j->rec);
+    free(j->meta);
+    json_decref(j->body);
+    free(j);
+}
+
+/* Create the batch; a request the library refuses is answered alone and
+ * the rest are tried again. */
+static void commit_batch(kws_new_key **jobs, size_t n)
+{
+    kw_key_params params[BATCH_MAX];
+    kw_actor actors[BATCH_MAX];
+    kw_secret *keys[BATCH_MAX];
+    kw_key_record recs[BATCH_MAX];
+    size_t failed;
+    kw_rc rc;
+
+    while (n > 0) {
+        for (size_t i = 0; i < n; i++) {
+            params[i] = jobs[i]->p;
+            actors[i] = (kw_actor){jobs[i]->admin, jobs[i]->client};
+        }
+        rc = kw_key_create_many(C.ctx, params, actors, n, keys, recs, &failed);
+        if (rc == KW_OK) {
+            atomic_fetch_add(&C.commits, 1);
+            atomic_fetch_add(&C.created, n);
+            for (size_t i = 0; i < n; i++) {
+                jobs[i]->rc = KW_OK;
+                jobs[i]->key = keys[i];
+                jobs[i]->rec = recs[i];
+                /* Committed; if the reload fails, the next sync (it follows
+                 * the audit trail) brings the key in. */
+                if (kw_index_refresh(C.index, C.ctx, recs[i].id) != KW_OK)
+                    fprintf(stderr, "keyward serve: index reload of %s failed: %s\n", recs[i].id,
+                            kw_errmsg(C.ctx));
+            }
+            return;
+        }
+        if (rc == KW_ERR_INVALID && failed < n) {
+            jobs[failed]->rc = rc;
+            snprintf(jobs[failed]->err, sizeof(jobs[failed]->err), "%s", kw_errmsg(C.ctx));
+            jobs[failed] = jobs[n - 1]; /* answered: out of the batch */
+            n--;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            jobs[i]->rc = rc;
+            snprintf(jobs[i]->err, sizeof(jobs[i]->err), "%s", kw_errmsg(C.ctx));
+        }
+        return;
+    }
+}
+
+static void *committer_main(void *arg)
+{
+    kws_new_key *jobs[BATCH_MAX], *done[BATCH_MAX];
+
+    (void)arg;
+    for (;;) {
+        size_t n = 0;
+
+        pthread_mutex_lock(&C.lock);
+        while (C.head == NULL && !C.stop)
+            pthread_cond_wait(&C.cond, &C.lock);
+        if (C.head == NULL) { /* stopping, and nothing left */
+            pthread_mutex_unlock(&C.lock);
+            return NULL;
+        }
+        while (C.head != NULL && n < BATCH_MAX) {
+            jobs[n++] = C.head;
+            C.head = C.head->next;
+        }
+        if (C.head == NULL)
+            C.tail = &C.head;
+        pthread_mutex_unlock(&C.lock);
+
+        memcpy(done, jobs, n * sizeof(*jobs)); /* commit_batch reorders jobs */
+        commit_batch(jobs, n);
+        for (size_t i = 0; i < n; i++)
+            h2o_multithread_send_message(&done[i]->t->created, &done[i]->msg);
+    }
+}
+
+/* The request is gone (client closed): its answer will be dropped. */
+static void on_request_gone(void *p)
+{
+    kws_new_key *j = *(kws_new_key **)p;
+
+    if (j != NULL)
+        j->req = NULL;
+}
+
+/* On the loop that asked: answer each finished creation. */
+static void on_created(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        kws_new_key *j = H2O_STRUCT_FROM_MEMBER(kws_new_key, msg.link, messages->next);
+        h2o_req_t *req = j->req;
+
+        h2o_linklist_unlink(&j->msg.link);
+        if (req != NULL) {
+            *j->hold = NULL;
+            if (j->rc == KW_OK)
+                kws_send_new_key(req, j->key, &j->rec);
+            else
+                kws_send_rc(req, j->rc, j->err);
+            kws_metrics_request(req, KWS_R_KEYS, j->started_us);
+        }
+        kws_new_key_free(j);
+    }
+}
+
+void kws_committer_attach(kws_thread *t)
+{
+    h2o_multithread_register_receiver(t->h2o.queue, &t->created, on_created);
+}
+
+int kws_create_submit(h2o_req_t *req, kws_new_key *j)
+{
+    kws_thread *t = kws_thread_of(req);
+
+    if (!C.running) { /* no committer: one transaction per key, on this thread */
+        j->rc = kw_key_create(t->kw, &j->p, &(kw_actor){j->admin, j->client}, &j->key, &j->rec);
+        if (j->rc == KW_OK) {
+            atomic_fetch_add(&C.commits, 1);
+            atomic_fetch_add(&C.created, 1);
+            kws_changed(req, j->rec.id);
+            kws_send_new_key(req, j->key, &j->rec);
+        } else {
+            kws_send_rc(req, j->rc, kw_errmsg(t->kw));
+        }
+        kws_new_key_free(j);
+        return 0;
+    }
+    j->t = t;
+    j->req = req;
+    j->started_us = t->req_started_us;
+    j->hold = h2o_mem_alloc_shared(&req->pool, sizeof(*j->hold), on_request_gone);
+    *j->hold = j;
+    pthread_mutex_lock(&C.lock);
+    j->next = NULL;
+    *C.tail = j;
+    C.tail = &j->next;
+    pthread_cond_signal(&C.cond);
+    pthread_mutex_unlock(&C.lock);
+    return 0;
+}
+
+int kws_committer_start(const kws_config *cfg, kw_index *index)
+{
+    char err[256] = "";
+    kw_open_opts oo = {.create = 0, .err = err, .err_len = sizeof(err)};
+
+    if (kw_open(&C.ctx, cfg->db_url, cfg->pepper, &oo) != KW_OK) {
+        fprintf(stderr, "keyward serve: the key committer cannot open the database: %s\n", err);
+        return -1;
+    }
+    C.index = index;
+    C.stop = 0;
+    if (pthread_create(&C.tid, NULL, committer_main, NULL) != 0) {
+        kw_close(C.ctx);
+        C.ctx = NULL;
+        return -1;
+    }
+    C.running = 1;
+    return 0;
+}
+
+void kws_committer_stop(void)
+{
+    if (!C.running)
+        return;
+    pthread_mutex_lock(&C.lock);
+    C.stop = 1;
+    pthread_cond_signal(&C.cond);
+    pthread_mutex_unlock(&C.lock);
+    pthread_join(C.tid, NULL);
+    C.running = 0;
+    kw_close(C.ctx);
+    C.ctx = NULL;
+}
