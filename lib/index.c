@@ -702,7 +702,7 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
     s = shard_of(idx, h);
     pthread_mutex_lock(&s->lock);
     e = find(s, parts.id, h);
-    if (e == NULL || sodium_memcmp(hash, e ? e->hash : dummy, 32) != 0 || !e->has_hash) {
+    if (!kwi_eq32(hash, e != NULL ? e->hash : dummy) || e == NULL || !e->has_hash) {
         pthread_mutex_unlock(&s->lock);
         out->code = KW_NOT_FOUND;
         goto out;

@@ -89,12 +89,33 @@ static void test_reuse(void **state)
     kw_secret_free(k);
 }
 
+/* kwi_eq32: equal only when every byte is; a difference anywhere, in any
+ * bit, is seen. */
+static void test_eq32(void **state)
+{
+    unsigned char a[32], b[32];
+
+    (void)state;
+    randombytes_buf(a, sizeof(a));
+    memcpy(b, a, sizeof(b));
+    assert_true(kwi_eq32(a, b));
+    for (int i = 0; i < 32; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            b[i] ^= (unsigned char)(1u << bit);
+            assert_false(kwi_eq32(a, b));
+            assert_false(kwi_eq32(b, a));
+            b[i] ^= (unsigned char)(1u << bit);
+        }
+    assert_true(kwi_eq32(a, b));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc4231),
         cmocka_unit_test(test_matches_libsodium),
         cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_eq32),
     };
 
     if (kw_init() != KW_OK)
