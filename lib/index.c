@@ -116,6 +116,27 @@ static entry *ent(const shard *s, uint32_t ref)
     return &s->chunks[ref >> CHUNK_BITS][ref & (CHUNK - 1)];
 }
 
+/* A slot: 8 bits of the id's hash (most probes that miss are told by the
+ * slot alone, without reading an entry) and the entry's number + 1. */
+#define SLOT_REF_BITS 24
+#define SLOT_REF_MASK ((1u << SLOT_REF_BITS) - 1)
+#define SLOT_ENTRIES_MAX (SLOT_REF_MASK - 1) /* per shard: 1 billion keys in all */
+
+static uint32_t slot_make(uint64_t h, uint32_t ref)
+{
+    return (uint32_t)(h >> 56) << SLOT_REF_BITS | (ref + 1);
+}
+
+static uint32_t slot_ref(uint32_t slot)
+{
+    return (slot & SLOT_REF_MASK) - 1;
+}
+
+static int slot_may_be(uint32_t slot, uint64_t h)
+{
+    return slot >> SLOT_REF_BITS == (uint32_t)(h >> 56);
+}
+
 /* ---- cold blocks ---------------------------------------------------------- */
 
 static const char *cold_data(const cold *c)
@@ -253,7 +274,7 @@ static int entry_alloc(shard *s, uint32_t *ref)
             return -1;
         s->nchunks++;
     }
-    if (s->top >= UINT32_MAX - 1)
+    if (s->top >= SLOT_ENTRIES_MAX)
         return -1;
     *ref = (uint32_t)s->top++;
     return 0;
@@ -283,7 +304,8 @@ static size_t probe(const shard *s, const char *id, uint64_t h)
 {
     size_t i = (h / SHARDS) & (s->cap - 1);
 
-    while (s->slots[i] != 0 && memcmp(ent(s, s->slots[i] - 1)->id, id, KW_ID_LEN) != 0)
+    while (s->slots[i] != 0 && (!slot_may_be(s->slots[i], h) ||
+                                memcmp(ent(s, slot_ref(s->slots[i]))->id, id, KW_ID_LEN) != 0))
         i = (i + 1) & (s->cap - 1);
     return i;
 }
@@ -295,12 +317,12 @@ static entry *find(shard *s, const char *id, uint64_t h)
     if (s->cap == 0)
         return NULL;
     i = probe(s, id, h);
-    return s->slots[i] ? ent(s, s->slots[i] - 1) : NULL;
+    return s->slots[i] ? ent(s, slot_ref(s->slots[i])) : NULL;
 }
 
-static int grow(shard *s)
+/* Resize the table to cap slots (a power of two, above n / 0.7). */
+static int resize(shard *s, size_t cap)
 {
-    size_t cap = s->cap ? s->cap * 2 : 16;
     uint32_t *old = s->slots;
     size_t oldcap = s->cap;
 
@@ -312,22 +334,27 @@ static int grow(shard *s)
     s->cap = cap;
     for (size_t i = 0; i < oldcap; i++)
         if (old[i] != 0) {
-            const char *id = ent(s, old[i] - 1)->id;
+            const char *id = ent(s, slot_ref(old[i]))->id;
             s->slots[probe(s, id, id_hash(id))] = old[i];
         }
     free(old);
     return 0;
 }
 
+static int grow(shard *s)
+{
+    return resize(s, s->cap ? s->cap * 2 : 16);
+}
+
 /* Remove slot i, re-placing the probe run after it. Lock held. */
 static void remove_slot(shard *s, size_t i)
 {
-    entry_release(s, s->slots[i] - 1);
+    entry_release(s, slot_ref(s->slots[i]));
     s->slots[i] = 0;
     s->n--;
     for (size_t j = (i + 1) & (s->cap - 1); s->slots[j] != 0; j = (j + 1) & (s->cap - 1)) {
         uint32_t r = s->slots[j];
-        const char *id = ent(s, r - 1)->id;
+        const char *id = ent(s, slot_ref(r))->id;
         s->slots[j] = 0;
         s->slots[probe(s, id, id_hash(id))] = r;
     }
@@ -353,7 +380,7 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
     if ((c = cold_new(row)) == NULL)
         return KW_ERR_NOMEM;
     if (s->slots[i] != 0) {
-        e = ent(s, s->slots[i] - 1);
+        e = ent(s, slot_ref(s->slots[i]));
         if (e->x != NULL && (e->c->rate_limit != row->rec.rate_limit ||
                              e->c->rate_window_ms != row->rec.rate_window_ms))
             memset(&e->x->rl, 0, sizeof(e->x->rl));
@@ -367,7 +394,7 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
         memcpy(e->id, row->rec.id, KW_ID_LEN);
         if (row->rec.rate_limit != 0 && row->rl_start_ms != 0 && ext_of(e) != NULL)
             e->x->rl = (kwi_rl){row->rl_start_ms, row->rl_count, row->rl_prev};
-        s->slots[i] = ref + 1;
+        s->slots[i] = slot_make(h, ref);
         s->n++;
         atomic_fetch_add(&idx->keys, 1);
     }
@@ -541,9 +568,15 @@ KW_API kw_rc kw_index_change_end(kw_index *idx, kw_ctx *ctx, const char *id, con
     return rc != KW_OK ? rc : rc2;
 }
 
+/* key_scan's visitor at open: put each row in. */
+static kw_rc load_row(void *arg, const kw_key_row *row)
+{
+    return put_row(arg, row);
+}
+
 KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
 {
-    char after[KW_ID_LEN + 1] = "";
+    int64_t cursor = 0, count = 0;
     kw_index *idx = calloc(1, sizeof(*idx));
     kw_rc rc;
 
@@ -555,23 +588,27 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
     idx->max_keys = max_keys;
     /* Changes after this point are replayed by the first sync. */
     rc = kwi_audit_last_seq(ctx, &idx->audit_seq);
-    for (;;) {
-        kw_key_row *rows;
-        size_t n;
-        if (rc != KW_OK)
-            break;
-        rc = ctx->store->ops->key_scan(ctx->store, after, SCAN_PAGE, &rows, &n);
-        if (rc != KW_OK) {
-            kwi_seterr(ctx, "%s", ctx->store->errmsg);
-            break;
-        }
-        if (n > 0)
-            kwi_strlcpy(after, rows[n - 1].rec.id, sizeof(after));
-        for (size_t i = 0; i < n && rc == KW_OK; i++)
-            rc = put_row(idx, &rows[i]);
-        kwi_key_rows_free(rows, n);
+    /* Tables sized for the keys there are: no rehash while loading. */
+    if (rc == KW_OK && ctx->store->ops->key_count(ctx->store, &count) == KW_OK &&
+        (size_t)count > max_keys) {
+        kwi_seterr(ctx, "%lld keys, more than %zu: raise the index limit", (long long)count,
+                   max_keys);
+        rc = KW_ERR_TOO_LARGE;
+    } else if (rc == KW_OK && count > 0) {
+        size_t per = (size_t)count / SHARDS + 1, cap = 16;
+        while (per * 10 > cap * 7)
+            cap *= 2;
+        for (int i = 0; i < SHARDS && rc == KW_OK; i++)
+            if (resize(&idx->shards[i], cap) != 0)
+                rc = KW_ERR_NOMEM;
+    }
+    while (rc == KW_OK) {
+        size_t n = 0;
+        rc = ctx->store->ops->key_scan(ctx->store, &cursor, SCAN_PAGE, load_row, idx, &n);
         if (rc == KW_ERR_TOO_LARGE)
             kwi_seterr(ctx, "more than %zu keys: raise the index limit", max_keys);
+        else if (rc != KW_OK)
+            kwi_seterr(ctx, "%s", ctx->store->errmsg);
         if (n < SCAN_PAGE)
             break;
     }
@@ -591,7 +628,7 @@ KW_API void kw_index_free(kw_index *idx)
         shard *s = &idx->shards[i];
         for (size_t j = 0; j < s->cap; j++)
             if (s->slots[j] != 0) {
-                entry *e = ent(s, s->slots[j] - 1);
+                entry *e = ent(s, slot_ref(s->slots[j]));
                 cold_release(e->c); /* results may still hold it */
                 free(e->x);
             }
@@ -783,7 +820,8 @@ static kw_rc collect(kw_index *idx, usage **out, size_t *n)
         for (size_t j = 0; j < s->cap; j++) {
             entry *e;
             ext *x;
-            if (s->slots[j] == 0 || (x = (e = ent(s, s->slots[j] - 1))->x) == NULL || !x->dirty)
+            if (s->slots[j] == 0 || (x = (e = ent(s, slot_ref(s->slots[j])))->x) == NULL ||
+                !x->dirty)
                 continue;
             if (count == cap) {
                 usage *g = realloc(u, (cap = cap ? cap * 2 : 64) * sizeof(*u));

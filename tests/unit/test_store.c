@@ -482,25 +482,59 @@ static void c_spend(kw_store *s)
     assert_int_equal(credits_of(s, ID_A), 0);
 }
 
-/* key_scan: full rows (with hashes) in id order, paged by `after`. */
+/* key_scan's visitor in the test: count each wanted id; stop on "stop". */
+typedef struct scan_seen {
+    int seen[3];
+    size_t calls, stop_after;
+} scan_seen;
+
+static const char *const scan_ids[3] = {ID_A, ID_B, ID_C};
+
+static kw_rc scan_visit(void *arg, const kw_key_row *row)
+{
+    scan_seen *v = arg;
+    int hit = 0;
+
+    assert_true(row->has_hash);
+    assert_string_equal(row->rec.owner, "o");
+    for (int k = 0; k < 3; k++)
+        if (strcmp(row->rec.id, scan_ids[k]) == 0)
+            v->seen[k]++, hit = 1;
+    assert_true(hit);
+    return ++v->calls == v->stop_after ? KW_ERR_IO : KW_OK;
+}
+
+/* key_scan: every row exactly once, with its hash and strings, in pages
+ * of at most `limit`, the cursor carried from page to page; a visitor's
+ * failure stops the scan and comes back. */
 static void c_scan(kw_store *s)
 {
-    kw_key_row *rows;
-    size_t n;
+    scan_seen v = {{0, 0, 0}, 0, 0};
+    int64_t cursor = 0, count = -1;
+    size_t n, total = 0;
 
     insert_simple(s, ID_C, "p", "o");
     insert_simple(s, ID_A, "p", "o");
     insert_simple(s, ID_B, "p", "o");
-    assert_int_equal(s->ops->key_scan(s, "", 2, &rows, &n), KW_OK);
-    assert_int_equal(n, 2);
-    assert_string_equal(rows[0].rec.id, ID_A);
-    assert_string_equal(rows[1].rec.id, ID_B);
-    assert_true(rows[0].has_hash);
-    kwi_key_rows_free(rows, n);
-    assert_int_equal(s->ops->key_scan(s, ID_B, 2, &rows, &n), KW_OK);
+    do {
+        assert_int_equal(s->ops->key_scan(s, &cursor, 2, scan_visit, &v, &n), KW_OK);
+        assert_true(n <= 2);
+        total += n;
+        assert_true(total <= 3);
+    } while (n == 2);
+    assert_int_equal(total, 3);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(v.seen[k], 1);
+    assert_int_equal(s->ops->key_scan(s, &cursor, 2, scan_visit, &v, &n), KW_OK);
+    assert_int_equal(n, 0); /* past the end */
+    assert_int_equal(s->ops->key_count(s, &count), KW_OK);
+    assert_int_equal(count, 3);
+
+    cursor = 0;
+    v.calls = 0;
+    v.stop_after = 2;
+    assert_int_equal(s->ops->key_scan(s, &cursor, 10, scan_visit, &v, &n), KW_ERR_IO);
     assert_int_equal(n, 1);
-    assert_string_equal(rows[0].rec.id, ID_C);
-    kwi_key_rows_free(rows, n);
 }
 
 /* key_use: deltas never below zero, unlimited stays unlimited, last use
