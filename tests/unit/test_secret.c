@@ -281,9 +281,39 @@ static void test_free_null(void **state)
     kw_secret_free(NULL);
 }
 
+/* Many small secrets at once (in release builds, slab slots across several
+ * slabs): each keeps its own bytes, new ones start zeroed, freed slots are
+ * reused without leaking a previous secret's bytes. */
+static void test_many_small(void **state)
+{
+    enum { N = 1500 };
+    static kw_secret *v[N];
+
+    (void)state;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(kw_secret_new(&v[i], 1 + (size_t)i % 120), KW_OK);
+        for (size_t k = 0; k < kw_secret_len(v[i]); k++)
+            assert_int_equal(kw_secret_cdata(v[i])[k], 0);
+        memset(kw_secret_data(v[i]), 'a' + i % 26, kw_secret_len(v[i]));
+    }
+    for (int i = 0; i < N; i += 2)
+        kw_secret_free(v[i]);
+    for (int i = 0; i < N; i += 2) {
+        assert_int_equal(kw_secret_new(&v[i], 127), KW_OK);
+        for (size_t k = 0; k <= 127; k++) /* zeroed, and the NUL after */
+            assert_int_equal(kw_secret_cdata(v[i])[k], 0);
+    }
+    for (int i = 1; i < N; i += 2)
+        for (size_t k = 0; k < kw_secret_len(v[i]); k++)
+            assert_int_equal(kw_secret_cdata(v[i])[k], 'a' + i % 26);
+    for (int i = 0; i < N; i++)
+        kw_secret_free(v[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_small),
         cmocka_unit_test(test_new_limits),
         cmocka_unit_test(test_from),
         cmocka_unit_test(test_equal),
