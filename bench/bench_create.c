@@ -1,0 +1,295 @@
+/*
+ * Key creation speed (issue P3): keys per second through the library, one
+ * durable transaction per key (kw_key_create) and n keys per transaction
+ * (kw_key_create_many with batches of 16, 64 and 256), each beside plain
+ * SQLite inserts measured in the same run (the reference): rows of the same
+ * size into a table of the same schema as keyward's `keys` table (and its
+ * indexes), with the pragmas keyward uses (WAL, synchronous=FULL), one
+ * transaction per batch of the same size.
+ *
+ * What keyward does beyond the reference, per key: generating the key
+ * (CSPRNG, locked memory), its peppered HMAC, the audit record (JSON detail,
+ * its MAC, one more row and the chain head). Each row alternates the two
+ * sides in short rounds (SECONDS_PER_ROW in all for each side). Every
+ * database is fresh and lives in a temporary directory under /tmp, removed
+ * at the end.
+ *
+ * usage: bench_create [SECONDS_PER_ROW]   prints a Markdown table on stdout
+ */
+#define _GNU_SOURCE /* nftw, mkdtemp */
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include <keyward/keyward.h>
+
+#define BATCH_MAX 256
+#define ROUNDS 4     /* each row alternates keyward and SQLite this many times */
+#define PATH_LEN 256 /* the temporary directory's paths are short */
+
+static const size_t batches[] = {1, 16, 64, 256};
+
+/* The settings of every key, and the same values in the reference's rows. */
+static const char *const scopes[] = {"orders:read", "orders:write"};
+#define OWNER "acme"
+#define NAME "bench"
+#define SCOPES_TEXT "orders:read orders:write" /* keyward stores scopes space-separated */
+#define META "{}"
+
+/* keyward's keys table and its indexes (lib/store/sqlite.c, migration 1). */
+static const char schema[] = "CREATE TABLE keys ("
+                             " id TEXT PRIMARY KEY NOT NULL,"
+                             " prefix TEXT NOT NULL,"
+                             " key_hash BLOB UNIQUE,"
+                             " legacy_sha256 BLOB UNIQUE,"
+                             " owner TEXT NOT NULL,"
+                             " name TEXT NOT NULL,"
+                             " scopes TEXT NOT NULL,"
+                             " meta TEXT NOT NULL,"
+                             " created_at INTEGER NOT NULL,"
+                             " not_before INTEGER NOT NULL DEFAULT 0,"
+                             " expires_at INTEGER NOT NULL DEFAULT 0,"
+                             " last_used_at INTEGER NOT NULL DEFAULT 0,"
+                             " enabled INTEGER NOT NULL DEFAULT 1,"
+                             " revoked_at INTEGER NOT NULL DEFAULT 0,"
+                             " credits INTEGER,"
+                             " credits_from TEXT,"
+                             " rate_limit INTEGER NOT NULL DEFAULT 0,"
+                             " rate_window_ms INTEGER NOT NULL DEFAULT 0,"
+                             " rl_start_ms INTEGER NOT NULL DEFAULT 0,"
+                             " rl_count INTEGER NOT NULL DEFAULT 0,"
+                             " rl_prev INTEGER NOT NULL DEFAULT 0,"
+                             " rotated_from TEXT,"
+                             " rotated_to TEXT,"
+                             " external_id TEXT UNIQUE,"
+                             " CHECK (credits IS NULL OR credits >= 0));"
+                             "CREATE INDEX keys_owner ON keys (owner, id);"
+                             "CREATE INDEX keys_prefix ON keys (prefix, id);";
+
+/* Every column, as keyward's insert binds them for a new key. */
+static const char insert_sql[] =
+    "INSERT INTO keys (id, prefix, key_hash, legacy_sha256, owner, name, scopes, meta, "
+    "created_at, not_before, expires_at, last_used_at, enabled, revoked_at, credits, "
+    "credits_from, rate_limit, rate_window_ms, rl_start_ms, rl_count, rl_prev, rotated_from, "
+    "rotated_to, external_id) VALUES (?1, 'kw_live', ?2, NULL, '" OWNER "', '" NAME "', "
+    "'" SCOPES_TEXT "', '" META "', ?3, 0, 0, 0, 1, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, "
+    "NULL)";
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int rm_rf(const char *path)
+{
+    return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Remove a database and its WAL and shared-memory files. */
+static void db_remove(const char *path)
+{
+    char p[PATH_LEN + 8];
+
+    unlink(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    unlink(p);
+}
+
+static kw_key_params params[BATCH_MAX];
+static kw_actor actors[BATCH_MAX];
+
+static kw_ctx *keyward_open(const char *path, const kw_secret *pepper)
+{
+    kw_open_opts oo = {.create = 1};
+    char url[PATH_LEN + 8];
+    kw_ctx *ctx;
+
+    snprintf(url, sizeof(url), "sqlite:%s", path);
+    if (kw_open(&ctx, url, pepper, &oo) != KW_OK) {
+        fprintf(stderr, "bench_create: cannot create %s\n", path);
+        exit(3);
+    }
+    return ctx;
+}
+
+/* keyward: `batch` keys per transaction (kw_key_create when 1) for about
+ * `seconds`; adds the keys made to *n and returns the time taken. */
+static double keyward_run(kw_ctx *ctx, size_t batch, double seconds, unsigned long *n)
+{
+    kw_secret *keys[BATCH_MAX];
+    double t0 = now_s(), t;
+
+    do {
+        kw_rc rc = batch == 1 ? kw_key_create(ctx, &params[0], &actors[0], &keys[0], NULL)
+                              : kw_key_create_many(ctx, params, actors, batch, keys, NULL, NULL);
+        if (rc != KW_OK) {
+            fprintf(stderr, "bench_create: creating keys: %s (%s)\n", kw_strerror(rc),
+                    kw_errmsg(ctx));
+            exit(4);
+        }
+        /* The keys are not needed: free them at once (each is locked memory). */
+        for (size_t i = 0; i < batch; i++)
+            kw_secret_free(keys[i]);
+        *n += batch;
+    } while ((t = now_s() - t0) < seconds);
+    return t;
+}
+
+static void sq_check(sqlite3 *db, int rc, const char *what)
+{
+    if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        fprintf(stderr, "bench_create: sqlite: %s: %s\n", what, sqlite3_errmsg(db));
+        exit(5);
+    }
+}
+
+/* Run a prepared statement to completion and reset it. */
+static void sq_step(sqlite3 *db, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sq_check(db, rc, what);
+}
+
+/* The reference: a plain SQLite connection and its three statements. */
+typedef struct plain {
+    sqlite3 *db;
+    sqlite3_stmt *begin, *commit, *insert;
+} plain;
+
+static void plain_open(plain *p, const char *path)
+{
+    const unsigned flags = SQLITE_PREPARE_PERSISTENT;
+    sqlite3 *db;
+
+    sq_check(NULL, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+             "open");
+    /* The pragmas keyward sets (lib/store/sqlite.c). */
+    sq_check(db, sqlite3_busy_timeout(db, 5000), "busy_timeout");
+    sq_check(db, sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), "foreign_keys");
+    sq_check(db, sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), "journal_mode");
+    sq_check(db, sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL), "synchronous");
+    sq_check(db, sqlite3_exec(db, schema, NULL, NULL, NULL), "schema");
+    sq_check(db, sqlite3_prepare_v3(db, "BEGIN IMMEDIATE", -1, flags, &p->begin, NULL), "prepare");
+    sq_check(db, sqlite3_prepare_v3(db, "COMMIT", -1, flags, &p->commit, NULL), "prepare");
+    sq_check(db, sqlite3_prepare_v3(db, insert_sql, -1, flags, &p->insert, NULL), "prepare");
+    p->db = db;
+}
+
+static void plain_close(plain *p)
+{
+    sqlite3_finalize(p->begin);
+    sqlite3_finalize(p->commit);
+    sqlite3_finalize(p->insert);
+    sqlite3_close(p->db);
+}
+
+/* Plain SQLite: `batch` rows per transaction for about `seconds`; adds the
+ * rows inserted to *n and returns the time taken. */
+static double plain_run(plain *p, size_t batch, double seconds, unsigned long *n)
+{
+    double t0 = now_s(), t;
+
+    do {
+        sq_step(p->db, p->begin, "begin");
+        for (size_t i = 0; i < batch; i++) {
+            char id[KW_ID_LEN];
+            unsigned char hash[32];
+
+            /* Values like keyward's: a random 12-char id, a random 32-byte hash. */
+            kw_base62_random(id, sizeof(id));
+            randombytes_buf(hash, sizeof(hash));
+            sqlite3_bind_text(p->insert, 1, id, (int)sizeof(id), SQLITE_STATIC);
+            sqlite3_bind_blob(p->insert, 2, hash, (int)sizeof(hash), SQLITE_STATIC);
+            sqlite3_bind_int64(p->insert, 3, kw_now());
+            sq_step(p->db, p->insert, "insert");
+        }
+        sq_step(p->db, p->commit, "commit");
+        *n += batch;
+    } while ((t = now_s() - t0) < seconds);
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = argc > 1 ? strtod(argv[1], NULL) : 2.0;
+    char dir[] = "/tmp/kwbench.XXXXXX";
+    kw_secret *pepper;
+
+    if (argc > 2 || !(seconds > 0)) {
+        fprintf(stderr, "usage: bench_create [SECONDS_PER_ROW]\n");
+        return 2;
+    }
+    if (kw_init() != KW_OK || mkdtemp(dir) == NULL ||
+        kw_secret_new(&pepper, KW_PEPPER_LEN) != KW_OK)
+        return 2;
+    randombytes_buf(kw_secret_data(pepper), KW_PEPPER_LEN);
+
+    printf("| key creation (durable: WAL, synchronous=FULL) | keyward keys/s | plain SQLite "
+           "rows/s | keyward / SQLite |\n");
+    printf("|---|---:|---:|---:|\n");
+    fflush(stdout);
+    for (size_t i = 0; i < BATCH_MAX; i++) {
+        kw_key_params_init(&params[i]);
+        params[i].owner = OWNER;
+        params[i].name = NAME;
+        params[i].scopes = scopes;
+        params[i].nscopes = sizeof(scopes) / sizeof(scopes[0]);
+        actors[i] = (kw_actor){"bench", "local"};
+    }
+    for (size_t i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+        size_t b = batches[i];
+        char kw_path[PATH_LEN], sq_path[PATH_LEN];
+        unsigned long kw_n = 0, sq_n = 0;
+        double kw_t = 0, sq_t = 0, kw, sq;
+        kw_ctx *ctx;
+        plain ref;
+
+        fprintf(stderr, "bench_create: %zu keys per transaction...\n", b);
+        snprintf(kw_path, sizeof(kw_path), "%s/keyward-%zu.db", dir, b);
+        snprintf(sq_path, sizeof(sq_path), "%s/sqlite-%zu.db", dir, b);
+        ctx = keyward_open(kw_path, pepper);
+        plain_open(&ref, sq_path);
+        /* Alternate in short rounds, so that the other work on the machine
+         * (and the disk's) weighs on both sides alike. */
+        for (int r = 0; r < ROUNDS; r++) {
+            kw_t += keyward_run(ctx, b, seconds / ROUNDS, &kw_n);
+            sq_t += plain_run(&ref, b, seconds / ROUNDS, &sq_n);
+        }
+        kw_close(ctx);
+        plain_close(&ref);
+        db_remove(kw_path);
+        db_remove(sq_path);
+        kw = (double)kw_n / kw_t;
+        sq = (double)sq_n / sq_t;
+        if (b == 1)
+            printf("| kw_key_create, 1 key per transaction | %.0f | %.0f | %.2f |\n", kw, sq,
+                   kw / sq);
+        else
+            printf("| kw_key_create_many, %zu keys per transaction | %.0f | %.0f | %.2f |\n", b, kw,
+                   sq, kw / sq);
+        fflush(stdout);
+    }
+    kw_secret_free(pepper);
+    return rm_rf(dir) == 0 ? 0 : 6;
+}
