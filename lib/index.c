@@ -31,22 +31,46 @@ typedef struct counts {
     uint32_t n[KW_VERDICT_COUNT];
 } counts;
 
+/* A set of scopes, shared by every key that has exactly these: interned in
+ * the index's table, which holds one reference to each set it has seen
+ * until the index is freed; each cold block holds another. */
+typedef struct scopeset {
+    _Atomic uint32_t refs;
+    uint32_t n;
+    uint64_t hash;
+    struct scopeset *next; /* the table's chain */
+    char *v[];             /* n pointers, then the strings */
+} scopeset;
+
 /* The record's fields that change only when the key is reloaded, and its
  * strings, in one block. Never modified after it is built; freed when the
- * entry and every result that borrows it have let go. */
-enum { C_OWNER, C_NAME, C_META, C_EXTERNAL, C_ROT_FROM, C_ROT_TO, C_CREDITS_FROM, C_STRINGS };
+ * entry and every result that borrows it have let go. The strings follow
+ * the block, NUL-terminated, in the order of the C_ names (meta last: it
+ * is the one that may be long). */
+enum {
+    C_PREFIX,
+    C_CREDITS_FROM,
+    C_OWNER,
+    C_NAME,
+    C_EXTERNAL,
+    C_ROT_FROM,
+    C_ROT_TO,
+    C_META,
+    C_STRINGS
+};
 
 typedef struct cold {
     _Atomic uint32_t refs;
-    uint16_t nscopes;
     uint8_t legacy;
     uint8_t has_external;
-    uint16_t off[C_STRINGS]; /* offsets into data; the prefix is at 0 */
+    uint8_t pooled; /* spends from another key's credits (credits_from) */
+    uint8_t pad_;
     uint32_t rate_limit;
     uint32_t rate_window_ms;
     int64_t created_at;
     int64_t revoked_at;
-    char *scopes[]; /* nscopes pointers into data, then data itself */
+    scopeset *scopes;
+    char data[];
 } cold;
 
 /* What changes with use. Exists while a key has usage not yet written, or
@@ -95,6 +119,9 @@ struct kw_index {
     int64_t audit_seq; /* changes up to here are applied; only sync touches it */
     pthread_mutex_t sync_lock;
     _Atomic uint64_t hits, fallbacks, syncs, reloads;
+    pthread_mutex_t sets_lock; /* the scope sets' table; taken last, alone */
+    scopeset **sets;
+    size_t sets_cap, nsets;
 };
 
 static uint64_t id_hash(const char *id)
@@ -137,22 +164,98 @@ static int slot_may_be(uint32_t slot, uint64_t h)
     return slot >> SLOT_REF_BITS == (uint32_t)(h >> 56);
 }
 
-/* ---- cold blocks ---------------------------------------------------------- */
+/* ---- scope sets and cold blocks ----------------------------------------- */
 
-static const char *cold_data(const cold *c)
+static void scopeset_release(scopeset *set)
 {
-    return (const char *)&c->scopes[c->nscopes];
+    if (set != NULL && atomic_fetch_sub_explicit(&set->refs, 1, memory_order_acq_rel) == 1)
+        free(set);
 }
 
-static const char *cold_str(const cold *c, int which)
+static uint64_t scopes_hash(char *const *v, size_t n)
 {
-    return cold_data(c) + c->off[which];
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < n; i++)
+        for (const unsigned char *p = (const unsigned char *)v[i];; p++) {
+            h = (h ^ *p) * 1099511628211ULL; /* the NUL too: "a b" != "ab" */
+            if (*p == '\0')
+                break;
+        }
+    return h ^ n;
+}
+
+static int scopes_equal(const scopeset *set, char *const *v, size_t n)
+{
+    if (set->n != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(set->v[i], v[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* The interned set of these scopes, with a reference for the caller; NULL
+ * if out of memory. */
+static scopeset *scopes_intern(kw_index *idx, char *const *v, size_t n)
+{
+    uint64_t h = scopes_hash(v, n);
+    scopeset *set;
+    size_t len = 0;
+    char *p;
+
+    pthread_mutex_lock(&idx->sets_lock);
+    if (idx->nsets * 2 >= idx->sets_cap) { /* keep chains short */
+        size_t cap = idx->sets_cap ? idx->sets_cap * 2 : 64;
+        scopeset **t = calloc(cap, sizeof(*t));
+        if (t != NULL) {
+            for (size_t i = 0; i < idx->sets_cap; i++)
+                while (idx->sets[i] != NULL) {
+                    scopeset *m = idx->sets[i];
+                    idx->sets[i] = m->next;
+                    m->next = t[m->hash & (cap - 1)];
+                    t[m->hash & (cap - 1)] = m;
+                }
+            free(idx->sets);
+            idx->sets = t;
+            idx->sets_cap = cap;
+        }
+    }
+    for (set = idx->sets_cap ? idx->sets[h & (idx->sets_cap - 1)] : NULL; set; set = set->next)
+        if (set->hash == h && scopes_equal(set, v, n)) {
+            atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+            pthread_mutex_unlock(&idx->sets_lock);
+            return set;
+        }
+    for (size_t i = 0; i < n; i++)
+        len += strlen(v[i]) + 1;
+    set = idx->sets_cap ? malloc(sizeof(*set) + n * sizeof(char *) + len) : NULL;
+    if (set == NULL) {
+        pthread_mutex_unlock(&idx->sets_lock);
+        return NULL;
+    }
+    atomic_init(&set->refs, 2); /* the table's and the caller's */
+    set->n = (uint32_t)n;
+    set->hash = h;
+    p = (char *)&set->v[n];
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(v[i]) + 1;
+        set->v[i] = memcpy(p, v[i], l);
+        p += l;
+    }
+    set->next = idx->sets[h & (idx->sets_cap - 1)];
+    idx->sets[h & (idx->sets_cap - 1)] = set;
+    idx->nsets++;
+    pthread_mutex_unlock(&idx->sets_lock);
+    return set;
 }
 
 static void cold_release(cold *c)
 {
-    if (c != NULL && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+    if (c != NULL && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+        scopeset_release(c->scopes);
         free(c);
+    }
 }
 
 void kwi_index_ref_release(void *ref)
@@ -160,53 +263,62 @@ void kwi_index_ref_release(void *ref)
     cold_release(ref);
 }
 
-/* The block of a row from storage; NULL if out of memory (or, in theory,
- * larger than 64 KiB: the field limits keep it under 13 KiB). */
-static cold *cold_new(const kw_key_row *row)
+/* The strings of a cold block, in C_ order. */
+static void cold_strings(const cold *c, const char *out[C_STRINGS])
+{
+    const char *p = c->data;
+
+    for (int i = 0; i < C_STRINGS; i++) {
+        out[i] = p;
+        if (i + 1 < C_STRINGS)
+            p += strlen(p) + 1;
+    }
+}
+
+/* The pool a key spends from ("" = its own credits). */
+static const char *cold_pool(const cold *c)
+{
+    return c->data + strlen(c->data) + 1; /* right after the prefix */
+}
+
+/* The block of a row from storage; NULL if out of memory. */
+static cold *cold_new(kw_index *idx, const kw_key_row *row)
 {
     const kw_key_record *r = &row->rec;
     const char *str[C_STRINGS] = {
+        [C_PREFIX] = r->prefix,
+        [C_CREDITS_FROM] = row->credits_from,
         [C_OWNER] = r->owner,
         [C_NAME] = r->name,
-        [C_META] = r->meta,
         [C_EXTERNAL] = r->external_id ? r->external_id : "",
         [C_ROT_FROM] = r->rotated_from,
         [C_ROT_TO] = r->rotated_to,
-        [C_CREDITS_FROM] = row->credits_from,
+        [C_META] = r->meta,
     };
-    size_t len = strlen(r->prefix) + 1, at;
-    char *data;
+    size_t len = 0, at = 0;
     cold *c;
 
     for (int i = 0; i < C_STRINGS; i++)
         len += strlen(str[i] ? str[i] : "") + 1;
-    for (size_t i = 0; i < r->nscopes; i++)
-        len += strlen(r->scopes[i]) + 1;
-    if (len > UINT16_MAX || r->nscopes > UINT16_MAX)
-        return NULL;
-    c = malloc(sizeof(*c) + r->nscopes * sizeof(char *) + len);
+    c = malloc(sizeof(*c) + len);
     if (c == NULL)
         return NULL;
+    c->scopes = scopes_intern(idx, r->scopes, r->nscopes);
+    if (c->scopes == NULL) {
+        free(c);
+        return NULL;
+    }
     atomic_init(&c->refs, 1);
-    c->nscopes = (uint16_t)r->nscopes;
     c->legacy = (uint8_t)(r->legacy != 0);
     c->has_external = r->external_id != NULL;
+    c->pooled = row->credits_from[0] != '\0';
     c->rate_limit = r->rate_limit;
     c->rate_window_ms = r->rate_window_ms;
     c->created_at = r->created_at;
     c->revoked_at = r->revoked_at;
-    data = (char *)&c->scopes[c->nscopes];
-    at = strlen(r->prefix) + 1;
-    memcpy(data, r->prefix, at);
     for (int i = 0; i < C_STRINGS; i++) {
         size_t n = strlen(str[i] ? str[i] : "") + 1;
-        c->off[i] = (uint16_t)at;
-        memcpy(data + at, str[i] ? str[i] : "", n);
-        at += n;
-    }
-    for (size_t i = 0; i < r->nscopes; i++) {
-        size_t n = strlen(r->scopes[i]) + 1;
-        c->scopes[i] = memcpy(data + at, r->scopes[i], n);
+        memcpy(c->data + at, str[i] ? str[i] : "", n);
         at += n;
     }
     return c;
@@ -216,15 +328,17 @@ static cold *cold_new(const kw_key_row *row)
 static void view(const entry *e, kw_key_record *out)
 {
     const cold *c = e->c;
+    const char *str[C_STRINGS];
 
+    cold_strings(c, str);
     memcpy(out->id, e->id, KW_ID_LEN);
     out->id[KW_ID_LEN] = '\0';
-    kwi_strlcpy(out->prefix, cold_data(c), sizeof(out->prefix));
-    out->owner = (char *)cold_str(c, C_OWNER);
-    out->name = (char *)cold_str(c, C_NAME);
-    out->scopes = (char **)c->scopes;
-    out->nscopes = c->nscopes;
-    out->meta = (char *)cold_str(c, C_META);
+    kwi_strlcpy(out->prefix, str[C_PREFIX], sizeof(out->prefix));
+    out->owner = (char *)str[C_OWNER];
+    out->name = (char *)str[C_NAME];
+    out->scopes = c->scopes->v;
+    out->nscopes = c->scopes->n;
+    out->meta = (char *)str[C_META];
     out->created_at = c->created_at;
     out->not_before = e->not_before;
     out->expires_at = e->expires_at;
@@ -234,10 +348,10 @@ static void view(const entry *e, kw_key_record *out)
     out->credits = e->credits;
     out->rate_limit = c->rate_limit;
     out->rate_window_ms = c->rate_window_ms;
-    kwi_strlcpy(out->rotated_from, cold_str(c, C_ROT_FROM), sizeof(out->rotated_from));
-    kwi_strlcpy(out->rotated_to, cold_str(c, C_ROT_TO), sizeof(out->rotated_to));
+    kwi_strlcpy(out->rotated_from, str[C_ROT_FROM], sizeof(out->rotated_from));
+    kwi_strlcpy(out->rotated_to, str[C_ROT_TO], sizeof(out->rotated_to));
     out->legacy = c->legacy;
-    out->external_id = c->has_external ? (char *)cold_str(c, C_EXTERNAL) : NULL;
+    out->external_id = c->has_external ? (char *)str[C_EXTERNAL] : NULL;
 }
 
 /* ---- entries and slots ---------------------------------------------------- */
@@ -377,7 +491,7 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
     i = probe(s, row->rec.id, h);
     if (s->slots[i] == 0 && atomic_load(&idx->keys) >= idx->max_keys)
         return KW_ERR_TOO_LARGE;
-    if ((c = cold_new(row)) == NULL)
+    if ((c = cold_new(idx, row)) == NULL)
         return KW_ERR_NOMEM;
     if (s->slots[i] != 0) {
         e = ent(s, slot_ref(s->slots[i]));
@@ -585,6 +699,7 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
     for (int i = 0; i < SHARDS; i++)
         pthread_mutex_init(&idx->shards[i].lock, NULL);
     pthread_mutex_init(&idx->sync_lock, NULL);
+    pthread_mutex_init(&idx->sets_lock, NULL);
     idx->max_keys = max_keys;
     /* Changes after this point are replayed by the first sync. */
     rc = kwi_audit_last_seq(ctx, &idx->audit_seq);
@@ -640,6 +755,14 @@ KW_API void kw_index_free(kw_index *idx)
         pthread_mutex_destroy(&s->lock);
     }
     pthread_mutex_destroy(&idx->sync_lock);
+    for (size_t i = 0; i < idx->sets_cap; i++) /* the table's references */
+        while (idx->sets[i] != NULL) {
+            scopeset *set = idx->sets[i];
+            idx->sets[i] = set->next;
+            scopeset_release(set);
+        }
+    free(idx->sets);
+    pthread_mutex_destroy(&idx->sets_lock);
     free(idx);
 }
 
@@ -677,8 +800,8 @@ static int spend_pool(kw_index *idx, const char *from, int64_t cost, int64_t *re
 
         pthread_mutex_lock(&s->lock);
         e = find(s, pool, h);
-        if (e != NULL && cold_str(e->c, C_CREDITS_FROM)[0] != '\0') {
-            kwi_strlcpy(pool, cold_str(e->c, C_CREDITS_FROM), sizeof(pool));
+        if (e != NULL && e->c->pooled) {
+            kwi_strlcpy(pool, cold_pool(e->c), sizeof(pool));
             pthread_mutex_unlock(&s->lock);
             continue;
         }
@@ -754,7 +877,7 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
         rc = KW_ERR_NOMEM;
     } else {
         code = kwi_decide(&out->key, e->x != NULL ? &e->x->rl : &no_rl, now_ms, req, out);
-        if (code == KW_VALID && cold_str(e->c, C_CREDITS_FROM)[0] == '\0')
+        if (code == KW_VALID && !e->c->pooled)
             code = spend_here(e, cost, &out->remaining) ? KW_VALID : KW_USAGE_EXCEEDED;
         else if (code == KW_VALID)
             code = KW_VERDICT_COUNT; /* spend from the pool, below */
@@ -772,8 +895,7 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
 
     /* A rotated key spends from its successor's credits: another entry,
      * perhaps in another shard, so this one's lock is let go first. */
-    switch (
-        spend_pool(idx, cold_str((const cold *)out->ref_, C_CREDITS_FROM), cost, &out->remaining)) {
+    switch (spend_pool(idx, cold_pool(out->ref_), cost, &out->remaining)) {
     case 1: code = KW_VALID; break;
     case 0: code = KW_USAGE_EXCEEDED; break;
     default:

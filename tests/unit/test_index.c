@@ -432,6 +432,60 @@ static void test_result_outlives_changes(void **state)
     kw_secret_free(key);
 }
 
+/* Keys with the same scopes share one set in the index: each still shows
+ * (and is judged by) its own, before and after one of them changes. */
+static void test_shared_scopes(void **state)
+{
+    kwt_db *t = *state;
+    const char *two[2] = {"x:read", "y:*"}, *one[1] = {"x:read"};
+    kw_key_params p;
+    kw_key_record ra, rb, rc;
+    kw_secret *a, *b, *c;
+    kw_key_change ch;
+    kw_index *idx;
+
+    kw_key_params_init(&p);
+    p.scopes = two;
+    p.nscopes = 2;
+    a = kwt_key(t, &p, &ra);
+    b = kwt_key(t, &p, &rb);
+    p.scopes = one;
+    p.nscopes = 1;
+    c = kwt_key(t, &p, &rc);
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    assert_int_equal(iverify(idx, t, a, "y:write", NULL), KW_VALID);
+    assert_int_equal(iverify(idx, t, b, "y:write", NULL), KW_VALID);
+    assert_int_equal(iverify(idx, t, c, "y:write", NULL), KW_INSUFFICIENT_SCOPE);
+    assert_int_equal(iverify(idx, t, c, "x:read", NULL), KW_VALID);
+
+    memset(&ch, 0, sizeof(ch));
+    kw_key_params_init(&ch.p);
+    ch.fields = KW_CHANGE_SCOPES;
+    ch.p.scopes = one;
+    ch.p.nscopes = 1;
+    assert_int_equal(kw_key_update(t->ctx, rb.id, &ch, &actor, NULL), KW_OK);
+    assert_int_equal(kw_index_refresh(idx, t->ctx, rb.id), KW_OK);
+    assert_int_equal(iverify(idx, t, a, "y:write", NULL), KW_VALID);
+    assert_int_equal(iverify(idx, t, b, "y:write", NULL), KW_INSUFFICIENT_SCOPE);
+    {
+        kw_verify_result r;
+        assert_int_equal(kw_index_verify(idx, t->ctx, (const char *)kw_secret_cdata(a),
+                                         kw_secret_len(a), NULL, &r),
+                         KW_OK);
+        kw_index_free(idx);
+        assert_int_equal(r.key.nscopes, 2);
+        assert_string_equal(r.key.scopes[0], "x:read");
+        assert_string_equal(r.key.scopes[1], "y:*");
+        kw_verify_result_clear(&r);
+    }
+    kw_key_record_clear(&ra);
+    kw_key_record_clear(&rb);
+    kw_key_record_clear(&rc);
+    kw_secret_free(a);
+    kw_secret_free(b);
+    kw_secret_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +501,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_more_than_a_page, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_exact_credits_under_threads, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_result_outlives_changes, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_shared_scopes, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
