@@ -688,9 +688,70 @@ static kw_rc load_row(void *arg, const kw_key_row *row)
     return put_row(arg, row);
 }
 
+/* Load the rows at positions from (excluded) to end (included) through st. */
+static kw_rc load_range(kw_index *idx, kw_store *st, int64_t from, int64_t end)
+{
+    int64_t cursor = from;
+    kw_rc rc = KW_OK;
+    size_t n = SCAN_PAGE;
+
+    while (rc == KW_OK && n == SCAN_PAGE)
+        rc = st->ops->key_scan(st, &cursor, end, SCAN_PAGE, load_row, idx, &n);
+    return rc;
+}
+
+/* Keys from which open loads on two threads (internal.h: tests lower it). */
+size_t kwi_index_parallel_min = 50000;
+
+/* The second half of a parallel load, on a connection of its own. */
+typedef struct loader {
+    kw_index *idx;
+    kw_store *store;
+    int64_t from, end;
+    kw_rc rc;
+} loader;
+
+static void *loader_main(void *arg)
+{
+    loader *l = arg;
+
+    l->rc = load_range(l->idx, l->store, l->from, l->end);
+    return NULL;
+}
+
+/* Load every key: large stores on two threads (each half of the rows read
+ * and put in on its own connection; the shards' locks keep them apart),
+ * when the machine has a second core. */
+static kw_rc load_all(kw_index *idx, kw_ctx *ctx, int64_t count)
+{
+    kw_store *st = ctx->store;
+    loader l = {idx, NULL, 0, 0, KW_OK};
+    int64_t end = INT64_MAX;
+    pthread_t tid;
+    kw_rc rc;
+
+    if ((size_t)count < kwi_index_parallel_min || sysconf(_SC_NPROCESSORS_ONLN) < 2 ||
+        st->ops->key_scan_end(st, &end) != KW_OK || st->ops->reopen(st, &l.store) != KW_OK)
+        return load_range(idx, st, 0, end);
+    l.from = end / 2;
+    l.end = end;
+    if (pthread_create(&tid, NULL, loader_main, &l) != 0) {
+        l.store->ops->close(l.store);
+        return load_range(idx, st, 0, end);
+    }
+    rc = load_range(idx, st, 0, end / 2);
+    pthread_join(tid, NULL);
+    if (rc == KW_OK && l.rc != KW_OK) {
+        rc = l.rc;
+        snprintf(st->errmsg, sizeof(st->errmsg), "%s", l.store->errmsg);
+    }
+    l.store->ops->close(l.store);
+    return rc;
+}
+
 KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
 {
-    int64_t cursor = 0, count = 0;
+    int64_t count = 0;
     kw_index *idx = calloc(1, sizeof(*idx));
     kw_rc rc;
 
@@ -717,15 +778,12 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
             if (resize(&idx->shards[i], cap) != 0)
                 rc = KW_ERR_NOMEM;
     }
-    while (rc == KW_OK) {
-        size_t n = 0;
-        rc = ctx->store->ops->key_scan(ctx->store, &cursor, SCAN_PAGE, load_row, idx, &n);
+    if (rc == KW_OK) {
+        rc = load_all(idx, ctx, count);
         if (rc == KW_ERR_TOO_LARGE)
             kwi_seterr(ctx, "more than %zu keys: raise the index limit", max_keys);
         else if (rc != KW_OK)
             kwi_seterr(ctx, "%s", ctx->store->errmsg);
-        if (n < SCAN_PAGE)
-            break;
     }
     if (rc != KW_OK) {
         kw_index_free(idx);

@@ -90,6 +90,9 @@ typedef struct kwi_rl {
 kw_verdict kwi_decide(const kw_key_record *r, kwi_rl *rl, int64_t now_ms,
                       const kw_verify_request *req, kw_verify_result *out);
 
+/* From how many keys kw_index_open loads on two threads (default 50000). */
+extern size_t kwi_index_parallel_min;
+
 /* Let go of the index's record a verification result borrows (lib/index.c). */
 void kwi_index_ref_release(void *ref);
 

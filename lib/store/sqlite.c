@@ -86,6 +86,7 @@ enum {
     ST_KEY_CREDITS,
     ST_KEY_IMPORTED_COUNT,
     ST_KEY_COUNT,
+    ST_KEY_LAST,
     ST_KEY_TOUCH,
     ST_KEY_SET_HASH,
     ST_KEY_SCAN,
@@ -128,7 +129,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Storage order (rowid), not id order: ids are random, so id order would
      * read the table at random through the id index (7 s for a million
      * keys, against well under one this way). */
-    [ST_KEY_SCAN] = "SELECT " KEY_COLS ", rowid FROM keys WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+    [ST_KEY_SCAN] = "SELECT " KEY_COLS
+                    ", rowid FROM keys WHERE rowid > ?1 AND rowid <= ?3 ORDER BY rowid LIMIT ?2",
+    [ST_KEY_LAST] = "SELECT coalesce(max(rowid), 0) FROM keys",
     [ST_KEY_USE] = "UPDATE keys SET credits = CASE WHEN credits IS NULL THEN NULL "
                    "ELSE max(credits - ?2, 0) END, last_used_at = max(last_used_at, ?3) "
                    "WHERE id = ?1",
@@ -143,6 +146,7 @@ typedef struct sqlite_store {
     kw_store base;
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    char *path; /* for another connection (reopen) */
 } sqlite_store;
 
 static kw_rc map_err(sqlite_store *s, int rc)
@@ -179,6 +183,7 @@ static void sq_close(kw_store *base)
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
+    free(s->path);
     free(s);
 }
 
@@ -513,7 +518,7 @@ static kw_rc sq_key_list(kw_store *base, const kw_key_filter *f, kw_key_record *
     return KW_OK;
 }
 
-static kw_rc sq_key_scan(kw_store *base, int64_t *cursor, size_t limit,
+static kw_rc sq_key_scan(kw_store *base, int64_t *cursor, int64_t end, size_t limit,
                          kw_rc (*fn)(void *arg, const kw_key_row *row), void *arg, size_t *n)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -527,6 +532,7 @@ static kw_rc sq_key_scan(kw_store *base, int64_t *cursor, size_t limit,
         return KW_ERR_NOMEM;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)*cursor);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)end);
     while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         kw_key_row row;
         ret = read_row_borrowed(st, &row, sc);
@@ -702,6 +708,24 @@ static kw_rc sq_key_count(kw_store *base, int64_t *n)
     return count_of(s, s->st[ST_KEY_COUNT], n);
 }
 
+static kw_rc sq_key_scan_end(kw_store *base, int64_t *end)
+{
+    sqlite_store *s = (sqlite_store *)base;
+
+    return count_of(s, s->st[ST_KEY_LAST], end);
+}
+
+static kw_rc sq_reopen(kw_store *base, kw_store **out)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    char err[256];
+    kw_rc rc = kwi_sqlite_open(out, s->path, 0, err);
+
+    if (rc != KW_OK)
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg), "%s", err);
+    return rc;
+}
+
 static kw_rc sq_audit_append(kw_store *base, const kw_audit_row *row)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -801,6 +825,8 @@ static const kw_store_ops sqlite_ops = {
     .key_set_hash = sq_key_set_hash,
     .key_count_imported = sq_key_count_imported,
     .key_count = sq_key_count,
+    .key_scan_end = sq_key_scan_end,
+    .reopen = sq_reopen,
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
 };
@@ -861,6 +887,10 @@ kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[sta
     if (s == NULL)
         return KW_ERR_NOMEM;
     s->base.ops = &sqlite_ops;
+    if ((s->path = strdup(path)) == NULL) {
+        free(s);
+        return KW_ERR_NOMEM;
+    }
     if (create)
         flags |= SQLITE_OPEN_CREATE;
     rc = sqlite3_open_v2(path, &s->db, flags, NULL);

@@ -71,14 +71,16 @@ typedef struct kw_store_ops {
     /* Replace the stored hash and drop the legacy SHA-256 (seed key upgrade). */
     kw_rc (*key_set_hash)(kw_store *s, const char *id, const unsigned char hash[32]);
     /* Hand fn the full rows in the back end's storage order, at most limit,
-     * after the position *cursor (0: the start), which moves past the last
-     * row handed over; *n receives how many. Every row that exists for the
-     * whole scan comes exactly once. The row is borrowed: its strings live
-     * only during the call (no copy is made: a million keys load in about a
-     * second). fn returns KW_OK to go on; anything else stops the scan and
-     * is returned. */
-    kw_rc (*key_scan)(kw_store *s, int64_t *cursor, size_t limit,
+     * after the position *cursor (0: the start) and up to `end` (included),
+     * *cursor moving past the last row handed over; *n receives how many. Every row that exists for
+     * the whole scan comes exactly once. The row is borrowed: its strings live only during the call
+     * (no copy is made: a million keys load in about a second). fn returns KW_OK to go on; anything
+     * else stops the scan and is returned. */
+    kw_rc (*key_scan)(kw_store *s, int64_t *cursor, int64_t end, size_t limit,
                       kw_rc (*fn)(void *arg, const kw_key_row *row), void *arg, size_t *n);
+    /* The position of the last row now (0: none): scans up to `end` =
+     * this cover every row, and ranges of it can be scanned in parallel. */
+    kw_rc (*key_scan_end)(kw_store *s, int64_t *end);
     /* Apply usage gathered in memory: credits -= spent (never below zero,
      * unlimited stays unlimited), last_used_at never moved backwards. */
     kw_rc (*key_use)(kw_store *s, const char *id, int64_t spent, int64_t last_used_at);
@@ -91,6 +93,8 @@ typedef struct kw_store_ops {
     kw_rc (*key_count_imported)(kw_store *s, int64_t *n);
     /* Number of keys. */
     kw_rc (*key_count)(kw_store *s, int64_t *n);
+    /* Another connection to the same database (for a second thread). */
+    kw_rc (*reopen)(kw_store *s, kw_store **out);
 
     kw_rc (*audit_append)(kw_store *s, const kw_audit_row *row);
     kw_rc (*audit_list)(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, size_t *n);

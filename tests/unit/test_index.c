@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "internal.h"
 
 static const kw_actor actor = {"test", "local"};
 
@@ -486,6 +487,38 @@ static void test_shared_scopes(void **state)
     kw_secret_free(c);
 }
 
+/* Loading on two threads (the threshold lowered to every store) gives the
+ * same index: every key there exactly once, verifying as it should. */
+static void test_parallel_load(void **state)
+{
+    kwt_db *t = *state;
+    enum { N = 300 };
+    kw_key_params p[N];
+    kw_actor actors[N];
+    kw_secret *keys[N];
+    kw_index_stats st;
+    kw_index *idx;
+
+    for (int i = 0; i < N; i++) {
+        kw_key_params_init(&p[i]);
+        p[i].credits = i % 3 == 0 ? 1 : KW_CREDITS_UNLIMITED;
+        actors[i] = actor;
+    }
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, NULL, NULL), KW_OK);
+    kwi_index_parallel_min = 0;
+    assert_int_equal(kw_index_open(&idx, t->ctx, N), KW_OK);
+    kwi_index_parallel_min = 50000;
+    kw_index_stats_get(idx, &st);
+    assert_int_equal(st.keys, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(iverify(idx, t, keys[i], NULL, NULL), KW_VALID);
+        assert_int_equal(iverify(idx, t, keys[i], NULL, NULL),
+                         i % 3 == 0 ? KW_USAGE_EXCEEDED : KW_VALID);
+        kw_secret_free(keys[i]);
+    }
+    kw_index_free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -502,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exact_credits_under_threads, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_result_outlives_changes, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_shared_scopes, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_load, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -517,7 +517,7 @@ static void c_scan(kw_store *s)
     insert_simple(s, ID_A, "p", "o");
     insert_simple(s, ID_B, "p", "o");
     do {
-        assert_int_equal(s->ops->key_scan(s, &cursor, 2, scan_visit, &v, &n), KW_OK);
+        assert_int_equal(s->ops->key_scan(s, &cursor, INT64_MAX, 2, scan_visit, &v, &n), KW_OK);
         assert_true(n <= 2);
         total += n;
         assert_true(total <= 3);
@@ -525,15 +525,34 @@ static void c_scan(kw_store *s)
     assert_int_equal(total, 3);
     for (int k = 0; k < 3; k++)
         assert_int_equal(v.seen[k], 1);
-    assert_int_equal(s->ops->key_scan(s, &cursor, 2, scan_visit, &v, &n), KW_OK);
+    assert_int_equal(s->ops->key_scan(s, &cursor, INT64_MAX, 2, scan_visit, &v, &n), KW_OK);
     assert_int_equal(n, 0); /* past the end */
     assert_int_equal(s->ops->key_count(s, &count), KW_OK);
     assert_int_equal(count, 3);
 
+    /* Two ranges that meet at the middle cover every row once, each
+     * through its own connection. */
+    {
+        scan_seen w = {{0, 0, 0}, 0, 0};
+        int64_t end = 0, c1 = 0, c2;
+        kw_store *other = NULL;
+        assert_int_equal(s->ops->key_scan_end(s, &end), KW_OK);
+        assert_true(end >= 3);
+        c2 = end / 2;
+        assert_int_equal(s->ops->reopen(s, &other), KW_OK);
+        assert_int_equal(s->ops->key_scan(s, &c1, end / 2, 10, scan_visit, &w, &n), KW_OK);
+        total = n;
+        assert_int_equal(other->ops->key_scan(other, &c2, end, 10, scan_visit, &w, &n), KW_OK);
+        assert_int_equal(total + n, 3);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(w.seen[k], 1);
+        other->ops->close(other);
+    }
+
     cursor = 0;
     v.calls = 0;
     v.stop_after = 2;
-    assert_int_equal(s->ops->key_scan(s, &cursor, 10, scan_visit, &v, &n), KW_ERR_IO);
+    assert_int_equal(s->ops->key_scan(s, &cursor, INT64_MAX, 10, scan_visit, &v, &n), KW_ERR_IO);
     assert_int_equal(n, 1);
 }
 
