@@ -2,7 +2,8 @@
  * keyward — secrets as a type.
  *
  * A kw_secret is a byte buffer in locked memory (never swapped, excluded from
- * core dumps, guard pages around it), wiped when freed, compared only in
+ * core dumps, guard pages around it or, for up to 127 bytes, around the slab
+ * it shares with other small secrets), wiped when freed, compared only in
  * constant time, and printed only as "(hidden)". Key material and the pepper
  * live in kw_secret buffers and nowhere else.
  */
