@@ -339,8 +339,42 @@ out:
 typedef struct result {
     double open_ms, heap_per_key, rss_per_key, disk_per_key;
     double rate, p50_us, p99_us;
+    double miss_rate; /* unknown ids spread over the whole table */
     size_t keys;
 } result;
+
+/* Well-formed keys with random ids (unknown, almost surely): their lookups
+ * land all over the index's tables, so that, unlike the sample's 1000 keys,
+ * they show what the size of the index costs once it outgrows the caches. */
+#define MISSES 65536
+
+static double miss_rate(kw_index *idx, kw_ctx *ctx, double seconds)
+{
+    static char keys[MISSES][64];
+    const size_t plen = strlen(KW_DEFAULT_PREFIX), len = plen + 1 + KW_BODY_LEN;
+    uint64_t calls = 0;
+    double t0, t;
+
+    for (size_t i = 0; i < MISSES; i++) {
+        memcpy(keys[i], KW_DEFAULT_PREFIX "_", plen + 1);
+        kw_base62_random(keys[i] + plen + 1, KW_ID_LEN + KW_SECRET_LEN);
+        kw_key_check(keys[i] + len - KW_CHECK_LEN, keys[i], len - KW_CHECK_LEN);
+    }
+    t0 = now_s();
+    do {
+        for (size_t i = 0; i < MISSES; i++) {
+            kw_verify_result res;
+            if (kw_index_verify(idx, ctx, keys[i], len, NULL, &res) != KW_OK ||
+                res.code != KW_NOT_FOUND) {
+                fprintf(stderr, "bench_scale: a random key gave %s\n", kw_verdict_name(res.code));
+                return -1;
+            }
+            kw_verify_result_clear(&res);
+        }
+        calls += MISSES;
+    } while ((t = now_s() - t0) < seconds);
+    return (double)calls / t;
+}
 
 static double percentile_us(uint64_t total, double q)
 {
@@ -439,6 +473,9 @@ static int measure(const char *dir, long n, double seconds, result *r)
     r->rate = (double)calls / t;
     r->p50_us = percentile_us(calls, 0.50);
     r->p99_us = percentile_us(calls, 0.99);
+    fprintf(stderr, "bench_scale: keys-%ld: verifying random unknown ids...\n", n);
+    if ((r->miss_rate = miss_rate(idx, ctx, seconds)) < 0)
+        goto out;
 
     kw_index_free(idx);
     idx = NULL;
@@ -474,7 +511,7 @@ int main(int argc, char **argv)
 {
     double seconds = argc > 1 ? strtod(argv[1], NULL) : 2.0;
     const char *data = getenv("BENCH_DATA");
-    double disk_est = DISK_PER_KEY, heap_est = HEAP_PER_KEY, base_rate = 0;
+    double disk_est = DISK_PER_KEY, heap_est = HEAP_PER_KEY, base_rate = 0, base_miss = 0;
     long base_n = 0, *sizes;
     size_t nsizes;
 
@@ -506,8 +543,9 @@ int main(int argc, char **argv)
     }
 
     printf("| verification at scale (1 thread) N | open (ms) | bytes/key (heap) | bytes/key (RSS) "
-           "| disk bytes/key | verifications/s | vs smallest N | p50 µs | p99 µs |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "| disk bytes/key | verifications/s | vs smallest N | p50 µs | p99 µs "
+           "| unknown ids/s | vs smallest N |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     for (size_t i = 0; i < nsizes; i++) {
         long n = sizes[i];
@@ -524,7 +562,8 @@ int main(int argc, char **argv)
                     "bench_scale: skipping N = %ld: the index needs about %.1f GB of memory, "
                     "%.1f GB available\n",
                     n, need_mem / 1e9, avail_mem / 1e9);
-            printf("| %ld | skipped: needs ~%.1f GB of memory, %.1f GB available | | | | | | | |\n",
+            printf("| %ld | skipped: needs ~%.1f GB of memory, %.1f GB available | | | | | | | | | "
+                   "|\n",
                    n, need_mem / 1e9, avail_mem / 1e9);
             continue;
         }
@@ -535,8 +574,9 @@ int main(int argc, char **argv)
                         "bench_scale: skipping N = %ld: populating needs about %.1f GB of disk "
                         "in %s, %.1f GB free\n",
                         n, need / 1e9, data, avail / 1e9);
-                printf("| %ld | skipped: needs ~%.1f GB of disk, %.1f GB free | | | | | | | |\n", n,
-                       need / 1e9, avail / 1e9);
+                printf(
+                    "| %ld | skipped: needs ~%.1f GB of disk, %.1f GB free | | | | | | | | | |\n",
+                    n, need / 1e9, avail / 1e9);
                 continue;
             }
             fprintf(stderr, "bench_scale: populating %s (about %.2f GB on disk)...\n", dir,
@@ -551,15 +591,16 @@ int main(int argc, char **argv)
         if (base_n == 0) {
             base_n = n;
             base_rate = r.rate;
+            base_miss = r.miss_rate;
         }
         /* Better estimates for the larger sizes to come. */
         if (r.keys >= 100000) {
             disk_est = r.disk_per_key;
             heap_est = r.heap_per_key;
         }
-        printf("| %ld | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", n, r.open_ms,
-               r.heap_per_key, r.rss_per_key, r.disk_per_key, r.rate, r.rate / base_rate, r.p50_us,
-               r.p99_us);
+        printf("| %ld | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f | %.2f |\n", n,
+               r.open_ms, r.heap_per_key, r.rss_per_key, r.disk_per_key, r.rate, r.rate / base_rate,
+               r.p50_us, r.p99_us, r.miss_rate, r.miss_rate / base_miss);
         fflush(stdout);
     }
     free(sizes);
