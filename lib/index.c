@@ -631,6 +631,26 @@ KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out)
     return rc;
 }
 
+KW_API kw_rc kw_index_add(kw_index *idx, kw_ctx *ctx, const kw_key_record *rec,
+                          const kw_secret *key)
+{
+    kw_key_parts parts;
+    kw_key_row row;
+    kw_rc rc;
+
+    /* Only what a creation hands out: the key must be the record's. */
+    if (!kw_key_parse(&parts, (const char *)kw_secret_cdata(key), kw_secret_len(key)) ||
+        strcmp(parts.id, rec->id) != 0 || rec->revoked_at != 0 || rec->rotated_from[0] != '\0')
+        return KW_ERR_INVALID;
+    memset(&row, 0, sizeof(row));
+    row.rec = *rec; /* borrowed strings: put_row copies what it keeps */
+    kwi_pepper_hmac(ctx, row.hash, kw_secret_cdata(key), kw_secret_len(key));
+    row.has_hash = 1;
+    rc = put_row(idx, &row);
+    sodium_memzero(row.hash, sizeof(row.hash));
+    return rc;
+}
+
 KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id)
 {
     return reload(idx, ctx, id, 0, 0);

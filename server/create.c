@@ -69,11 +69,10 @@ static void commit_batch(kws_new_key **jobs, size_t n)
                 jobs[i]->rc = KW_OK;
                 jobs[i]->key = keys[i];
                 jobs[i]->rec = recs[i];
-                /* Committed; if the reload fails, the next sync (it follows
-                 * the audit trail) brings the key in. */
-                if (kw_index_refresh(C.index, C.ctx, recs[i].id) != KW_OK)
-                    fprintf(stderr, "keyward serve: index reload of %s failed: %s\n", recs[i].id,
-                            kw_errmsg(C.ctx));
+                /* Committed; if this fails, the next sync (it follows the
+                 * audit trail) brings the key in. */
+                if (kw_index_add(C.index, C.ctx, &recs[i], keys[i]) != KW_OK)
+                    fprintf(stderr, "keyward serve: indexing new key %s failed\n", recs[i].id);
             }
             return;
         }

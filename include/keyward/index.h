@@ -68,6 +68,15 @@ KW_API kw_rc kw_index_change_end(kw_index *idx, kw_ctx *ctx, const char *id, con
  */
 KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out) KW_WARN_UNUSED;
 
+/**
+ * Add a key just created (kw_key_create or kw_key_create_many gave its
+ * record and key): from memory, no storage read. Its hash is computed
+ * under ctx's pepper. @return KW_OK, KW_ERR_TOO_LARGE (the index is full),
+ * KW_ERR_NOMEM, KW_ERR_INVALID (not a new key's record).
+ */
+KW_API kw_rc kw_index_add(kw_index *idx, kw_ctx *ctx, const kw_key_record *rec,
+                          const kw_secret *key) KW_WARN_UNUSED;
+
 /** Reload one key from storage (after a change made through ctx). */
 KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id) KW_WARN_UNUSED;
 

@@ -519,6 +519,60 @@ static void test_parallel_load(void **state)
     kw_index_free(idx);
 }
 
+/* A key added from its creation verifies at once, with no storage read,
+ * and shows the record storage has; a key that is not a new key's is
+ * refused. */
+static void test_add_new_key(void **state)
+{
+    kwt_db *t = *state;
+    const char *scopes[1] = {"a:b"};
+    kw_key_params p;
+    kw_key_record rec, stored;
+    kw_verify_result r;
+    kw_index_stats st;
+    kw_secret *key, *other;
+    kw_index *idx;
+    char *j1, *j2;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    kw_key_params_init(&p);
+    p.owner = "o";
+    p.scopes = scopes;
+    p.nscopes = 1;
+    p.credits = 2;
+    key = kwt_key(t, &p, &rec);
+    other = kwt_key(t, &p, &stored);
+    assert_int_equal(kw_index_add(idx, t->ctx, &rec, other), KW_ERR_INVALID);
+    kw_key_record_clear(&stored);
+    assert_int_equal(kw_index_add(idx, t->ctx, &rec, key), KW_OK);
+    kw_index_stats_get(idx, &st);
+    assert_int_equal(st.keys, 1);
+    assert_int_equal(st.reloads, 0);
+    assert_int_equal(kw_index_verify(idx, t->ctx, (const char *)kw_secret_cdata(key),
+                                     kw_secret_len(key), NULL, &r),
+                     KW_OK);
+    assert_int_equal(r.code, KW_VALID);
+    assert_int_equal(r.remaining, 1);
+    kw_verify_result_clear(&r);
+    assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+    assert_int_equal(kw_key_get(t->ctx, rec.id, &stored), KW_OK);
+    {
+        kw_key_record held;
+        assert_int_equal(kw_index_get(idx, rec.id, &held), KW_OK);
+        j1 = kw_key_record_json(&stored);
+        j2 = kw_key_record_json(&held);
+        assert_string_equal(j1, j2);
+        kw_key_record_clear(&held);
+    }
+    free(j1);
+    free(j2);
+    kw_key_record_clear(&stored);
+    kw_key_record_clear(&rec);
+    kw_secret_free(key);
+    kw_secret_free(other);
+    kw_index_free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +590,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_result_outlives_changes, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_shared_scopes, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_parallel_load, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_add_new_key, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
