@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "internal.h"
@@ -121,6 +122,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (rc != KW_OK && res.code == KW_VALID)
         die("an error left VALID behind");
+    if (rc == KW_OK) { /* the hand-written answer is always JSON jansson reads */
+        char *txt = kw_verify_result_json(&res);
+        json_t *o = txt ? json_loads(txt, 0, NULL) : NULL;
+        if (o == NULL || json_is_true(json_object_get(o, "valid")) != (res.code == KW_VALID))
+            die("kw_verify_result_json gave no JSON, or the wrong verdict");
+        json_decref(o);
+        free(txt);
+    }
     kw_verify_result_clear(&res);
     if (key != buf && key != (char *)kw_secret_cdata(real_key))
         free(key);

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "helpers.h"
 
 #define NPROCS 4
@@ -720,9 +722,69 @@ static void test_concurrent_credits(void **state)
     kw_secret_free(key);
 }
 
+/* kw_verify_result_json: valid JSON whatever the owner holds, the same
+ * fields and values as the record, nulls when no key was identified. */
+static void test_result_json(void **state)
+{
+    kwt_db *t = *state;
+    const char *scopes[2] = {"orders:read", "b:*"};
+    kw_key_params p;
+    kw_key_record rec;
+    kw_verify_result r;
+    json_t *o, *want;
+    kw_secret *key;
+    char *txt;
+
+    kw_key_params_init(&p);
+    p.owner = "q\"uo\\te / \xc3\xa9t\xc3\xa9";
+    p.scopes = scopes;
+    p.nscopes = 2;
+    p.meta = "{\"b\":[1,2],\"a\":\"x\\\"y\"}";
+    p.expires_at = 4102444800; /* 2100-01-01 */
+    p.credits = 5;
+    p.rate_limit = 10;
+    p.rate_window_ms = 60000;
+    key = kwt_key(t, &p, &rec);
+    assert_int_equal(kwt_verify(t, key, NULL, 0, &r), KW_VALID);
+    txt = kw_verify_result_json(&r);
+    assert_non_null(txt);
+    o = json_loads(txt, 0, NULL);
+    assert_non_null(o);
+    assert_true(json_is_true(json_object_get(o, "valid")));
+    assert_string_equal(json_string_value(json_object_get(o, "code")), "VALID");
+    assert_string_equal(json_string_value(json_object_get(o, "id")), rec.id);
+    assert_string_equal(json_string_value(json_object_get(o, "owner")), p.owner);
+    assert_int_equal(json_array_size(json_object_get(o, "scopes")), 2);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(o, "scopes"), 1)), "b:*");
+    want = json_loads(p.meta, 0, NULL);
+    assert_true(json_equal(json_object_get(o, "meta"), want));
+    json_decref(want);
+    assert_string_equal(json_string_value(json_object_get(o, "expires_at")),
+                        "2100-01-01T00:00:00Z");
+    assert_int_equal(json_integer_value(json_object_get(o, "remaining")), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "ratelimit"), "limit")),
+                     10);
+    assert_int_equal(json_object_size(o), 9);
+    json_decref(o);
+    free(txt);
+    kw_verify_result_clear(&r);
+
+    memset(&r, 0, sizeof(r));
+    r.code = KW_NOT_FOUND;
+    r.remaining = KW_CREDITS_UNLIMITED;
+    txt = kw_verify_result_json(&r);
+    assert_string_equal(txt, "{\"valid\":false,\"code\":\"NOT_FOUND\",\"id\":null,\"owner\":null,"
+                             "\"scopes\":null,\"meta\":null,\"expires_at\":null,\"remaining\":null,"
+                             "\"ratelimit\":null}");
+    free(txt);
+    kw_key_record_clear(&rec);
+    kw_secret_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_result_json, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_valid, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_malformed, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_not_found, kwt_setup, kwt_teardown),
