@@ -116,6 +116,7 @@ struct kw_index {
     shard shards[SHARDS];
     size_t max_keys;
     _Atomic size_t keys;
+    int loading;       /* open is loading: set and cleared around its loaders */
     int64_t audit_seq; /* changes up to here are applied; only sync touches it */
     pthread_mutex_t sync_lock;
     _Atomic uint64_t hits, fallbacks, syncs, reloads;
@@ -195,11 +196,29 @@ static int scopes_equal(const scopeset *set, char *const *v, size_t n)
     return 1;
 }
 
+static scopeset *scopes_find_or_add(kw_index *idx, char *const *v, size_t n, uint64_t h);
+
 /* The interned set of these scopes, with a reference for the caller; NULL
- * if out of memory. */
-static scopeset *scopes_intern(kw_index *idx, char *const *v, size_t n)
+ * if out of memory. `hint` (may be NULL) remembers the last set found, so
+ * that a loader whose keys share scopes skips the table's lock: the table's
+ * own reference keeps a remembered set alive while the index lives. */
+static scopeset *scopes_intern(kw_index *idx, char *const *v, size_t n, scopeset **hint)
 {
     uint64_t h = scopes_hash(v, n);
+    scopeset *set;
+
+    if (hint != NULL && *hint != NULL && (*hint)->hash == h && scopes_equal(*hint, v, n)) {
+        atomic_fetch_add_explicit(&(*hint)->refs, 1, memory_order_relaxed);
+        return *hint;
+    }
+    set = scopes_find_or_add(idx, v, n, h);
+    if (hint != NULL && set != NULL)
+        *hint = set;
+    return set;
+}
+
+static scopeset *scopes_find_or_add(kw_index *idx, char *const *v, size_t n, uint64_t h)
+{
     scopeset *set;
     size_t len = 0;
     char *p;
@@ -282,7 +301,7 @@ static const char *cold_pool(const cold *c)
 }
 
 /* The block of a row from storage; NULL if out of memory. */
-static cold *cold_new(kw_index *idx, const kw_key_row *row)
+static cold *cold_new(kw_index *idx, const kw_key_row *row, scopeset **hint)
 {
     const kw_key_record *r = &row->rec;
     const char *str[C_STRINGS] = {
@@ -303,7 +322,7 @@ static cold *cold_new(kw_index *idx, const kw_key_row *row)
     c = malloc(sizeof(*c) + len);
     if (c == NULL)
         return NULL;
-    c->scopes = scopes_intern(idx, r->scopes, r->nscopes);
+    c->scopes = scopes_intern(idx, r->scopes, r->nscopes, hint);
     if (c->scopes == NULL) {
         free(c);
         return NULL;
@@ -479,7 +498,8 @@ static void remove_slot(shard *s, size_t i)
  * rate-limit window (unless the limit changed) and the spends not yet
  * written, which storage does not know of yet.
  */
-static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_row *row)
+static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_row *row,
+                            scopeset **hint)
 {
     cold *c;
     entry *e;
@@ -489,9 +509,11 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
     if ((s->n + 1) * 10 > s->cap * 7 && grow(s) != 0)
         return KW_ERR_NOMEM;
     i = probe(s, row->rec.id, h);
-    if (s->slots[i] == 0 && atomic_load(&idx->keys) >= idx->max_keys)
+    /* While open loads (the count was checked against the bound), keys are
+     * counted at the end, not in one counter both loaders would fight over. */
+    if (s->slots[i] == 0 && !idx->loading && atomic_load(&idx->keys) >= idx->max_keys)
         return KW_ERR_TOO_LARGE;
-    if ((c = cold_new(idx, row)) == NULL)
+    if ((c = cold_new(idx, row, hint)) == NULL)
         return KW_ERR_NOMEM;
     if (s->slots[i] != 0) {
         e = ent(s, slot_ref(s->slots[i]));
@@ -510,7 +532,8 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
             e->x->rl = (kwi_rl){row->rl_start_ms, row->rl_count, row->rl_prev};
         s->slots[i] = slot_make(h, ref);
         s->n++;
-        atomic_fetch_add(&idx->keys, 1);
+        if (!idx->loading)
+            atomic_fetch_add(&idx->keys, 1);
     }
     e->c = c;
     memcpy(e->hash, row->hash, sizeof(e->hash));
@@ -531,14 +554,14 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
 }
 
 /* Put a row loaded from storage, taking its shard's lock. */
-static kw_rc put_row(kw_index *idx, const kw_key_row *row)
+static kw_rc put_row(kw_index *idx, const kw_key_row *row, scopeset **hint)
 {
     uint64_t h = id_hash(row->rec.id);
     shard *s = shard_of(idx, h);
     kw_rc rc;
 
     pthread_mutex_lock(&s->lock);
-    rc = put_row_locked(idx, s, h, row);
+    rc = put_row_locked(idx, s, h, row, hint);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -579,7 +602,7 @@ static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int sync_held, i
         rc = KW_OK;
     } else if (rc == KW_OK) {
         atomic_fetch_add(&idx->reloads, 1);
-        rc = put_row_locked(idx, s, h, &row);
+        rc = put_row_locked(idx, s, h, &row, NULL);
         kwi_key_row_clear(&row);
     } else {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
@@ -646,7 +669,7 @@ KW_API kw_rc kw_index_add(kw_index *idx, kw_ctx *ctx, const kw_key_record *rec,
     row.rec = *rec; /* borrowed strings: put_row copies what it keeps */
     kwi_pepper_hmac(ctx, row.hash, kw_secret_cdata(key), kw_secret_len(key));
     row.has_hash = 1;
-    rc = put_row(idx, &row);
+    rc = put_row(idx, &row, NULL);
     sodium_memzero(row.hash, sizeof(row.hash));
     return rc;
 }
@@ -702,21 +725,30 @@ KW_API kw_rc kw_index_change_end(kw_index *idx, kw_ctx *ctx, const char *id, con
     return rc != KW_OK ? rc : rc2;
 }
 
+/* One loader's state: its index, and the last scope set it found. */
+typedef struct load_ctx {
+    kw_index *idx;
+    scopeset *hint;
+} load_ctx;
+
 /* key_scan's visitor at open: put each row in. */
 static kw_rc load_row(void *arg, const kw_key_row *row)
 {
-    return put_row(arg, row);
+    load_ctx *l = arg;
+
+    return put_row(l->idx, row, &l->hint);
 }
 
 /* Load the rows at positions from (excluded) to end (included) through st. */
 static kw_rc load_range(kw_index *idx, kw_store *st, int64_t from, int64_t end)
 {
+    load_ctx l = {idx, NULL};
     int64_t cursor = from;
     kw_rc rc = KW_OK;
     size_t n = SCAN_PAGE;
 
     while (rc == KW_OK && n == SCAN_PAGE)
-        rc = st->ops->key_scan(st, &cursor, end, SCAN_PAGE, load_row, idx, &n);
+        rc = st->ops->key_scan(st, &cursor, end, SCAN_PAGE, load_row, &l, &n);
     return rc;
 }
 
@@ -799,7 +831,11 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
                 rc = KW_ERR_NOMEM;
     }
     if (rc == KW_OK) {
+        idx->loading = 1;
         rc = load_all(idx, ctx, count);
+        idx->loading = 0;
+        for (int i = 0; i < SHARDS; i++)
+            atomic_fetch_add(&idx->keys, idx->shards[i].n);
         if (rc == KW_ERR_TOO_LARGE)
             kwi_seterr(ctx, "more than %zu keys: raise the index limit", max_keys);
         else if (rc != KW_OK)
