@@ -4,6 +4,8 @@
  */
 #include "../internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -882,6 +884,18 @@ kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[sta
     if (!create && access(path, F_OK) != 0) {
         snprintf(err, 256, "no database at %s (run keyward init)", path);
         return KW_ERR_NO_DATABASE;
+    }
+    if (create && access(path, F_OK) != 0) {
+        /* Made here, mode 0600, so that SQLite opens an empty file instead
+         * of creating one under the umask; its -wal and -shm files take the
+         * database's mode. */
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            snprintf(err, 256, "cannot create %s: %s", path, strerror(errno));
+            return KW_ERR_IO;
+        }
+        if (fd >= 0)
+            close(fd);
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL)

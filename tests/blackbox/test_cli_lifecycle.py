@@ -48,6 +48,10 @@ class InitTest(KwTestCase):
         self.assertTrue(os.path.isfile(self.db))
         st = os.stat(self.pepper_path)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        # The database (hashes, the audit trail) and its WAL: the owner's only.
+        for path in (self.db, self.db + "-wal"):
+            if os.path.exists(path):
+                self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600, path)
         with open(self.pepper_path) as f:
             self.assertRegex(f.read(), r"^[0-9a-fA-F]{64}\n?$")
 
