@@ -6,7 +6,8 @@
  * one 96-byte entry (what the decision reads, in chunks of CHUNK entries,
  * no allocation of its own), a 4-byte slot, and one `cold` block holding
  * the record's strings, which verification results borrow (reference
- * counted) instead of copying. What changes with use (spends not yet
+ * counted) instead of copying; keys with the same scopes share one
+ * interned scope set. What changes with use (spends not yet
  * written, usage counts, rate-limit windows) lives in an `ext` block that
  * exists only for keys in use.
  */
