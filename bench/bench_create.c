@@ -3,9 +3,9 @@
  * durable transaction per key (kw_key_create) and n keys per transaction
  * (kw_key_create_many with batches of 16, 64 and 256), each beside plain
  * SQLite inserts measured in the same run (the reference): rows of the same
- * size into a table of the same schema as keyward's `keys` table (and its
- * indexes), with the pragmas keyward uses (WAL, synchronous=FULL), one
- * transaction per batch of the same size.
+ * size into keyward's own `keys` table (and its indexes) of a database
+ * keyward created, with the pragmas keyward uses (WAL, synchronous=FULL),
+ * one transaction per batch of the same size.
  *
  * What keyward does beyond the reference, per key: generating the key
  * (CSPRNG, locked memory), its peppered HMAC, the audit record (JSON detail,
@@ -29,6 +29,8 @@
 
 #include <keyward/keyward.h>
 
+#include "bench_util.h"
+
 #define BATCH_MAX 256
 #define ROUNDS 4     /* each row alternates keyward and SQLite this many times */
 #define PATH_LEN 256 /* the temporary directory's paths are short */
@@ -42,36 +44,6 @@ static const char *const scopes[] = {"orders:read", "orders:write"};
 #define SCOPES_TEXT "orders:read orders:write" /* keyward stores scopes space-separated */
 #define META "{}"
 
-/* keyward's keys table and its indexes (lib/store/sqlite.c, migration 1). */
-static const char schema[] = "CREATE TABLE keys ("
-                             " id TEXT PRIMARY KEY NOT NULL,"
-                             " prefix TEXT NOT NULL,"
-                             " key_hash BLOB UNIQUE,"
-                             " legacy_sha256 BLOB UNIQUE,"
-                             " owner TEXT NOT NULL,"
-                             " name TEXT NOT NULL,"
-                             " scopes TEXT NOT NULL,"
-                             " meta TEXT NOT NULL,"
-                             " created_at INTEGER NOT NULL,"
-                             " not_before INTEGER NOT NULL DEFAULT 0,"
-                             " expires_at INTEGER NOT NULL DEFAULT 0,"
-                             " last_used_at INTEGER NOT NULL DEFAULT 0,"
-                             " enabled INTEGER NOT NULL DEFAULT 1,"
-                             " revoked_at INTEGER NOT NULL DEFAULT 0,"
-                             " credits INTEGER,"
-                             " credits_from TEXT,"
-                             " rate_limit INTEGER NOT NULL DEFAULT 0,"
-                             " rate_window_ms INTEGER NOT NULL DEFAULT 0,"
-                             " rl_start_ms INTEGER NOT NULL DEFAULT 0,"
-                             " rl_count INTEGER NOT NULL DEFAULT 0,"
-                             " rl_prev INTEGER NOT NULL DEFAULT 0,"
-                             " rotated_from TEXT,"
-                             " rotated_to TEXT,"
-                             " external_id TEXT UNIQUE,"
-                             " CHECK (credits IS NULL OR credits >= 0));"
-                             "CREATE INDEX keys_owner ON keys (owner, id);"
-                             "CREATE INDEX keys_prefix ON keys (prefix, id);";
-
 /* Every column, as keyward's insert binds them for a new key. */
 static const char insert_sql[] =
     "INSERT INTO keys (id, prefix, key_hash, legacy_sha256, owner, name, scopes, meta, "
@@ -80,27 +52,6 @@ static const char insert_sql[] =
     "rotated_to, external_id) VALUES (?1, 'kw_live', ?2, NULL, '" OWNER "', '" NAME "', "
     "'" SCOPES_TEXT "', '" META "', ?3, 0, 0, 0, 1, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, "
     "NULL)";
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int rm_rf(const char *path)
-{
-    return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Remove a database and its WAL and shared-memory files. */
 static void db_remove(const char *path)
@@ -177,19 +128,21 @@ typedef struct plain {
     sqlite3_stmt *begin, *commit, *insert;
 } plain;
 
-static void plain_open(plain *p, const char *path)
+/* The reference writes into a database keyward made (kw_open), so that its
+ * keys table and indexes are keyward's own, whatever the schema version. */
+static void plain_open(plain *p, const char *path, const kw_secret *pepper)
 {
     const unsigned flags = SQLITE_PREPARE_PERSISTENT;
     sqlite3 *db;
 
-    sq_check(NULL, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-             "open");
+    kw_close(keyward_open(path, pepper));
+
+    sq_check(NULL, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), "open");
     /* The pragmas keyward sets (lib/store/sqlite.c). */
     sq_check(db, sqlite3_busy_timeout(db, 5000), "busy_timeout");
     sq_check(db, sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), "foreign_keys");
     sq_check(db, sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), "journal_mode");
     sq_check(db, sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL), "synchronous");
-    sq_check(db, sqlite3_exec(db, schema, NULL, NULL, NULL), "schema");
     sq_check(db, sqlite3_prepare_v3(db, "BEGIN IMMEDIATE", -1, flags, &p->begin, NULL), "prepare");
     sq_check(db, sqlite3_prepare_v3(db, "COMMIT", -1, flags, &p->commit, NULL), "prepare");
     sq_check(db, sqlite3_prepare_v3(db, insert_sql, -1, flags, &p->insert, NULL), "prepare");
@@ -269,7 +222,7 @@ int main(int argc, char **argv)
         snprintf(kw_path, sizeof(kw_path), "%s/keyward-%zu.db", dir, b);
         snprintf(sq_path, sizeof(sq_path), "%s/sqlite-%zu.db", dir, b);
         ctx = keyward_open(kw_path, pepper);
-        plain_open(&ref, sq_path);
+        plain_open(&ref, sq_path, pepper);
         /* Alternate in short rounds, so that the other work on the machine
          * (and the disk's) weighs on both sides alike. */
         for (int r = 0; r < ROUNDS; r++) {

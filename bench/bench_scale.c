@@ -70,6 +70,8 @@
 
 #include <keyward/keyward.h>
 
+#include "bench_util.h"
+
 #define SAMPLE 1000 /* sample keys kept per N */
 /* Keys per kw_key_create_many while populating: each new key is a kw_secret
  * in locked memory until freed, so the batch bounds how many exist at once. */
@@ -87,14 +89,6 @@ static const char *const scopes[] = {"orders:read", "orders:write"};
 typedef char key_text[KW_KEY_MAX + 1];
 
 static uint64_t hist[HIST_BUCKETS];
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static uint64_t now_ns(void)
 {
@@ -175,21 +169,6 @@ static int mkdir_p(const char *dir)
             *s = '/';
         }
     return mkdir(p, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int rm_rf(const char *path)
-{
-    if (!exists(path))
-        return 0;
-    return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Write the sample keys, one per line, to a new file of mode 0600. */

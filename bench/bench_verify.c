@@ -7,6 +7,7 @@
  * usage: bench_verify [SECONDS_PER_ROW] [KEYS] [ROW]   prints a Markdown table;
  *        ROW ("valid key", ...) measures that row alone, for a profiler
  */
+#define _GNU_SOURCE /* nftw, mkdtemp */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +18,8 @@
 
 #include <keyward/keyward.h>
 
+#include "bench_util.h"
 #include "internal.h" /* kwi_hmac_fast: the floor keyward's own HMAC sets */
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 typedef struct row {
     const char *name;
@@ -88,7 +82,7 @@ int main(int argc, char **argv)
 {
     double seconds = argc > 1 ? strtod(argv[1], NULL) : 2.0;
     long keys = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
-    char dir[] = "/tmp/kwbench.XXXXXX", url[128], cmd[160];
+    char dir[] = "/tmp/kwbench.XXXXXX", url[128];
     kw_open_opts oo = {.create = 1};
     kw_secret *pepper, *valid = NULL;
     char unknown[KW_KEY_MAX + 1], wrong[KW_KEY_MAX + 1];
@@ -152,6 +146,5 @@ int main(int argc, char **argv)
     kw_close(ctx);
     kw_secret_free(valid);
     kw_secret_free(pepper);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : 6;
+    return rm_rf(dir) == 0 ? 0 : 6;
 }
