@@ -306,20 +306,19 @@ static cold *cold_new(kw_index *idx, const kw_key_row *row, scopeset **hint)
 {
     const kw_key_record *r = &row->rec;
     const char *str[C_STRINGS] = {
-        [C_PREFIX] = r->prefix,
-        [C_CREDITS_FROM] = row->credits_from,
-        [C_OWNER] = r->owner,
-        [C_NAME] = r->name,
-        [C_EXTERNAL] = r->external_id ? r->external_id : "",
-        [C_ROT_FROM] = r->rotated_from,
-        [C_ROT_TO] = r->rotated_to,
-        [C_META] = r->meta,
+        [C_PREFIX] = r->prefix,        [C_CREDITS_FROM] = row->credits_from,
+        [C_OWNER] = r->owner,          [C_NAME] = r->name,
+        [C_EXTERNAL] = r->external_id, [C_ROT_FROM] = r->rotated_from,
+        [C_ROT_TO] = r->rotated_to,    [C_META] = r->meta,
     };
     size_t len = 0, at = 0;
     cold *c;
 
-    for (int i = 0; i < C_STRINGS; i++)
-        len += strlen(str[i] ? str[i] : "") + 1;
+    for (int i = 0; i < C_STRINGS; i++) {
+        if (str[i] == NULL) /* no external id */
+            str[i] = "";
+        len += strlen(str[i]) + 1;
+    }
     c = malloc(sizeof(*c) + len);
     if (c == NULL)
         return NULL;
@@ -337,8 +336,8 @@ static cold *cold_new(kw_index *idx, const kw_key_row *row, scopeset **hint)
     c->created_at = r->created_at;
     c->revoked_at = r->revoked_at;
     for (int i = 0; i < C_STRINGS; i++) {
-        size_t n = strlen(str[i] ? str[i] : "") + 1;
-        memcpy(c->data + at, str[i] ? str[i] : "", n);
+        size_t n = strlen(str[i]) + 1;
+        memcpy(c->data + at, str[i], n);
         at += n;
     }
     return c;
@@ -817,9 +816,11 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
     idx->max_keys = max_keys;
     /* Changes after this point are replayed by the first sync. */
     rc = kwi_audit_last_seq(ctx, &idx->audit_seq);
-    /* Tables sized for the keys there are: no rehash while loading. */
-    if (rc == KW_OK && ctx->store->ops->key_count(ctx->store, &count) == KW_OK &&
-        (size_t)count > max_keys) {
+    /* The bound, and tables sized for the keys there are (no rehash while
+     * loading), from the count: the loaders check neither. */
+    if (rc == KW_OK && (rc = ctx->store->ops->key_count(ctx->store, &count)) != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    } else if (rc == KW_OK && (size_t)count > max_keys) {
         kwi_seterr(ctx, "%lld keys, more than %zu: raise the index limit", (long long)count,
                    max_keys);
         rc = KW_ERR_TOO_LARGE;
@@ -837,9 +838,7 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
         idx->loading = 0;
         for (int i = 0; i < SHARDS; i++)
             atomic_fetch_add(&idx->keys, idx->shards[i].n);
-        if (rc == KW_ERR_TOO_LARGE)
-            kwi_seterr(ctx, "more than %zu keys: raise the index limit", max_keys);
-        else if (rc != KW_OK)
+        if (rc != KW_OK)
             kwi_seterr(ctx, "%s", ctx->store->errmsg);
     }
     if (rc != KW_OK) {
