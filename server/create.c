@@ -130,6 +130,15 @@ static void on_request_gone(void *p)
         j->req = NULL;
 }
 
+/* 201 with the new key, or the error. */
+static void answer(h2o_req_t *req, const kws_new_key *j)
+{
+    if (j->rc == KW_OK)
+        kws_send_new_key(req, j->key, &j->rec);
+    else
+        kws_send_rc(req, j->rc, j->err);
+}
+
 /* On the loop that asked: answer each finished creation. */
 static void on_created(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
@@ -141,10 +150,7 @@ static void on_created(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         h2o_linklist_unlink(&j->msg.link);
         if (req != NULL) {
             *j->hold = NULL;
-            if (j->rc == KW_OK)
-                kws_send_new_key(req, j->key, &j->rec);
-            else
-                kws_send_rc(req, j->rc, j->err);
+            answer(req, j);
             kws_metrics_request(req, KWS_R_KEYS, j->started_us);
         }
         kws_new_key_free(j);
@@ -166,10 +172,10 @@ int kws_create_submit(h2o_req_t *req, kws_new_key *j)
             atomic_fetch_add(&C.commits, 1);
             atomic_fetch_add(&C.created, 1);
             kws_changed(req, j->rec.id);
-            kws_send_new_key(req, j->key, &j->rec);
         } else {
-            kws_send_rc(req, j->rc, kw_errmsg(t->kw));
+            snprintf(j->err, sizeof(j->err), "%s", kw_errmsg(t->kw));
         }
+        answer(req, j);
         kws_new_key_free(j);
         return 0;
     }

@@ -200,20 +200,15 @@ static int create(h2o_req_t *req)
         return 0;
     if ((o = kws_body_object(req)) == NULL)
         return 0;
-    if (body_params_read(req, o, &bp, 1) != 0) {
-        free(bp.meta);
-        json_decref(o);
-        return 0;
-    }
+    if (body_params_read(req, o, &bp, 1) != 0) /* answered */
+        goto out;
     if (kw_key_params_check(t->kw, &bp.c.p) != KW_OK) {
-        free(bp.meta);
-        json_decref(o);
-        return kws_send_rc(req, KW_ERR_INVALID, kw_errmsg(t->kw));
+        kws_send_rc(req, KW_ERR_INVALID, kw_errmsg(t->kw));
+        goto out;
     }
     if ((j = calloc(1, sizeof(*j))) == NULL) {
-        free(bp.meta);
-        json_decref(o);
-        return kws_send_error(req, 500, "internal", "out of memory");
+        kws_send_error(req, 500, "internal", "out of memory");
+        goto out;
     }
     j->p = bp.c.p;
     memcpy(j->scopes, bp.scopes, sizeof(j->scopes));
@@ -223,6 +218,10 @@ static int create(h2o_req_t *req)
     memcpy(j->admin, admin, sizeof(j->admin));
     kws_peer(req, j->client, sizeof(j->client));
     return kws_create_submit(req, j);
+out:
+    free(bp.meta);
+    json_decref(o);
+    return 0;
 }
 
 static int list(h2o_req_t *req)
