@@ -302,7 +302,7 @@ int key_list_main(kwc_global *g, int argc, char **argv)
     };
     kw_key_filter f = {0};
     char next[KW_ID_LEN + 1] = "", cursor[KW_ID_LEN + 1] = "";
-    int json = 0, all = 0, c, first = 1, ret = EXIT_USAGE;
+    int json = 0, all = 0, c, first = 1, first_page = 1, ret = EXIT_USAGE;
     kw_ctx *ctx = NULL;
     uint64_t n;
 
@@ -330,10 +330,6 @@ int key_list_main(kwc_global *g, int argc, char **argv)
         return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
-    if (json)
-        printf("{\"keys\":[");
-    else
-        print_table_header();
     do {
         kw_key_record *recs;
         size_t count;
@@ -342,11 +338,16 @@ int key_list_main(kwc_global *g, int argc, char **argv)
         f.after = cursor[0] ? cursor : NULL;
         rc = kw_key_list(ctx, &f, &recs, &count, next);
         if (rc != KW_OK) {
-            if (json)
+            if (json && !first_page)
                 printf("]}\n");
             ret = kwc_fail(g, rc, kw_errmsg(ctx));
             goto out;
         }
+        if (first_page && json)
+            printf("{\"keys\":[");
+        else if (first_page)
+            print_table_header();
+        first_page = 0;
         for (size_t i = 0; i < count; i++) {
             if (json) {
                 char *j = kw_key_record_json(&recs[i]);

@@ -628,6 +628,10 @@ KW_API kw_rc kw_key_list(kw_ctx *ctx, const kw_key_filter *f, kw_key_record **ou
     }
     q.limit++; /* one more tells whether there is a next page */
     rc = ctx->store->ops->key_list(ctx->store, &q, &recs, &count);
+    if (rc == KW_ERR_NOT_FOUND) {
+        kwi_seterr(ctx, "invalid cursor: no key %s", q.after);
+        return KW_ERR_INVALID;
+    }
     if (rc != KW_OK)
         return store_fail(ctx, rc);
     next[0] = '\0';

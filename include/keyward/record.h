@@ -123,12 +123,13 @@ KW_API kw_rc kw_key_get(kw_ctx *ctx, const char *id, kw_key_record *out) KW_WARN
 typedef struct kw_key_filter {
     const char *owner;  /**< NULL: any */
     const char *prefix; /**< NULL: any */
-    const char *after;  /**< cursor: ids strictly after this one; NULL: start */
+    const char *after;  /**< cursor: the keys created after this one; NULL or "": start */
     size_t limit;       /**< 1..KW_LIST_MAX; 0: 100 */
 } kw_key_filter;
 
 /**
- * List records in id order.
+ * List records in creation order. A cursor that names no key of this
+ * database is KW_ERR_INVALID.
  * @param out receives an array of *n records (free with kw_key_records_free).
  * @param next receives the cursor of the next page, "" when this is the last.
  */

@@ -12,6 +12,14 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The key columns of schema versions 1 to 3, frozen for migration 3's
+ * copy; KEY_COLS is what this version reads and writes. */
+#define KEY_COLS_V1                                                                                \
+    "id, prefix, key_hash, legacy_sha256, owner, name, scopes, meta, created_at, not_before, "     \
+    "expires_at, last_used_at, enabled, revoked_at, credits, credits_from, rate_limit, "           \
+    "rate_window_ms, rl_start_ms, rl_count, rl_prev, rotated_from, rotated_to, external_id"
+#define KEY_COLS KEY_COLS_V1
+
 /* Migration N brings the schema from version N-1 to N. Only ever append. */
 static const char *const migrations[] = {
     NULL,
@@ -61,12 +69,52 @@ static const char *const migrations[] = {
     " code INTEGER NOT NULL,"
     " count INTEGER NOT NULL,"
     " PRIMARY KEY (key_id, bucket, code)) WITHOUT ROWID;",
+    /* 3: one random B-tree insert per new key instead of six. Key ids are
+     * random, so an index ordered by id takes each new key at a random
+     * page, and a commit rewrites one page per key and per such index.
+     * Only the id index needs that. The owner and prefix indexes are
+     * ordered by rowid (creation order) within an owner or prefix, so a
+     * new key goes at the end. key_hash is looked up only for imported
+     * keys (prefix ''): ours are found by id. legacy_sha256 and
+     * external_id are mostly NULL and indexed only where set. SQLite
+     * cannot drop a column's UNIQUE, hence the copy (rowids kept). */
+    "CREATE TABLE keys_v3 ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " prefix TEXT NOT NULL,"
+    " key_hash BLOB,"
+    " legacy_sha256 BLOB,"
+    " owner TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " scopes TEXT NOT NULL,"
+    " meta TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " not_before INTEGER NOT NULL DEFAULT 0,"
+    " expires_at INTEGER NOT NULL DEFAULT 0,"
+    " last_used_at INTEGER NOT NULL DEFAULT 0,"
+    " enabled INTEGER NOT NULL DEFAULT 1,"
+    " revoked_at INTEGER NOT NULL DEFAULT 0,"
+    " credits INTEGER,"
+    " credits_from TEXT,"
+    " rate_limit INTEGER NOT NULL DEFAULT 0,"
+    " rate_window_ms INTEGER NOT NULL DEFAULT 0,"
+    " rl_start_ms INTEGER NOT NULL DEFAULT 0,"
+    " rl_count INTEGER NOT NULL DEFAULT 0,"
+    " rl_prev INTEGER NOT NULL DEFAULT 0,"
+    " rotated_from TEXT,"
+    " rotated_to TEXT,"
+    " external_id TEXT,"
+    " CHECK (credits IS NULL OR credits >= 0));"
+    "INSERT INTO keys_v3 (rowid, " KEY_COLS_V1 ") SELECT rowid, " KEY_COLS_V1
+    " FROM keys ORDER BY rowid;"
+    "DROP TABLE keys;"
+    "ALTER TABLE keys_v3 RENAME TO keys;"
+    "CREATE INDEX keys_owner ON keys (owner);"
+    "CREATE INDEX keys_prefix ON keys (prefix);"
+    "CREATE UNIQUE INDEX keys_hash ON keys (key_hash) WHERE prefix = '';"
+    "CREATE UNIQUE INDEX keys_legacy ON keys (legacy_sha256) WHERE legacy_sha256 IS NOT NULL;"
+    "CREATE UNIQUE INDEX keys_external ON keys (external_id) WHERE external_id IS NOT NULL;",
 };
 
-#define KEY_COLS                                                                                   \
-    "id, prefix, key_hash, legacy_sha256, owner, name, scopes, meta, created_at, not_before, "     \
-    "expires_at, last_used_at, enabled, revoked_at, credits, credits_from, rate_limit, "           \
-    "rate_window_ms, rl_start_ms, rl_count, rl_prev, rotated_from, rotated_to, external_id"
 #define KEY_PARAMS                                                                                 \
     "?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24"
 #define AUDIT_COLS "seq, at, actor, action, target, client, result, detail, mac"
@@ -84,6 +132,9 @@ enum {
     ST_KEY_EXTERNAL,
     ST_KEY_PUT,
     ST_KEY_LIST,
+    ST_KEY_LIST_OWNER,
+    ST_KEY_LIST_PREFIX,
+    ST_KEY_ROWID,
     ST_KEY_SPEND,
     ST_KEY_CREDITS,
     ST_KEY_IMPORTED_COUNT,
@@ -109,12 +160,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     [ST_KEY_INSERT] = "INSERT INTO keys (" KEY_COLS ") VALUES (" KEY_PARAMS ")",
     [ST_KEY_GET] = "SELECT " KEY_COLS " FROM keys WHERE id = ?1",
-    [ST_KEY_HASH] = "SELECT " KEY_COLS " FROM keys WHERE key_hash = ?1",
+    /* prefix '': the condition of the partial index keys_hash. */
+    [ST_KEY_HASH] = "SELECT " KEY_COLS " FROM keys WHERE key_hash = ?1 AND prefix = ''",
     [ST_KEY_LEGACY] = "SELECT " KEY_COLS " FROM keys WHERE legacy_sha256 = ?1",
     [ST_KEY_EXTERNAL] = "SELECT " KEY_COLS " FROM keys WHERE external_id = ?1",
     [ST_KEY_PUT] = "UPDATE keys SET (" KEY_COLS ") = (" KEY_PARAMS ") WHERE id = ?1",
-    [ST_KEY_LIST] = "SELECT " KEY_COLS " FROM keys WHERE (?1 IS NULL OR owner = ?1) "
-                    "AND (?2 IS NULL OR prefix = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
+    /* Lists go in creation order (rowid), from after the cursor's rowid;
+     * one statement per filter so that owner or prefix uses its index. */
+    [ST_KEY_LIST] = "SELECT " KEY_COLS " FROM keys WHERE rowid > ?3 ORDER BY rowid LIMIT ?4",
+    [ST_KEY_LIST_OWNER] = "SELECT " KEY_COLS " FROM keys WHERE owner = ?1 "
+                          "AND (?2 IS NULL OR prefix = ?2) AND rowid > ?3 ORDER BY rowid LIMIT ?4",
+    [ST_KEY_LIST_PREFIX] = "SELECT " KEY_COLS " FROM keys WHERE prefix = ?2 AND rowid > ?3 "
+                           "ORDER BY rowid LIMIT ?4",
+    [ST_KEY_ROWID] = "SELECT rowid FROM keys WHERE id = ?1",
     [ST_KEY_SPEND] = "UPDATE keys SET credits = credits - ?2 WHERE id = ?1 AND credits >= ?2 "
                      "RETURNING credits",
     [ST_KEY_CREDITS] = "SELECT credits FROM keys WHERE id = ?1",
@@ -493,12 +551,32 @@ static kw_rc sq_key_list(kw_store *base, const kw_key_filter *f, kw_key_record *
     kw_rc ret = KW_OK;
     int rc;
 
+    sqlite3_int64 after = 0;
+
+    if (f->after != NULL && f->after[0] != '\0') {
+        sqlite3_stmt *q = s->st[ST_KEY_ROWID];
+
+        sqlite3_bind_text(q, 1, f->after, -1, SQLITE_STATIC);
+        rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW)
+            after = sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        if (rc == SQLITE_DONE)
+            return KW_ERR_NOT_FOUND;
+        if (rc != SQLITE_ROW)
+            return map_err(s, rc);
+    }
+    if (f->owner != NULL)
+        st = s->st[ST_KEY_LIST_OWNER];
+    else if (f->prefix != NULL)
+        st = s->st[ST_KEY_LIST_PREFIX];
     recs = calloc(f->limit, sizeof(*recs));
     if (recs == NULL)
         return KW_ERR_NOMEM;
     bind_text_or_null(st, 1, f->owner);
     bind_text_or_null(st, 2, f->prefix);
-    sqlite3_bind_text(st, 3, f->after ? f->after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, after);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)f->limit);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && count < f->limit) {
         kw_key_row row;

@@ -18,7 +18,7 @@
 #include <keyward/audit.h>
 #include <keyward/record.h>
 
-#define KWI_SCHEMA_VERSION 2
+#define KWI_SCHEMA_VERSION 3
 
 /* A record plus what only storage and verification see. */
 typedef struct kw_key_row {
@@ -59,11 +59,16 @@ typedef struct kw_store_ops {
 
     kw_rc (*key_insert)(kw_store *s, const kw_key_row *row);
     kw_rc (*key_get)(kw_store *s, const char *id, kw_key_row *out);
+    /* Imported keys only (prefix ""): keys with a prefix are found by id,
+     * and their hashes are unique because their ids are (the id is part of
+     * the hashed key), so they are neither indexed nor checked by hash. */
     kw_rc (*key_find_hash)(kw_store *s, const unsigned char hash[32], kw_key_row *out);
     kw_rc (*key_find_legacy)(kw_store *s, const unsigned char sha[32], kw_key_row *out);
     kw_rc (*key_find_external)(kw_store *s, const char *external_id, kw_key_row *out);
     /* Overwrite every column of the row with this id. */
     kw_rc (*key_put)(kw_store *s, const kw_key_row *row);
+    /* Up to f->limit records in creation order, after the key f->after
+     * (KW_ERR_NOT_FOUND if there is no such key). */
     kw_rc (*key_list)(kw_store *s, const kw_key_filter *f, kw_key_record **out, size_t *n);
     kw_rc (*key_spend)(kw_store *s, const char *id, int64_t cost, int64_t *remaining);
     /* Record a use: last_used_at (never moved backwards) and rate-limit state. */

@@ -460,7 +460,7 @@ class ShowListTest(KwTestCase):
         self.assertEqual(lines[0], LIST_HEADER)
         self.assertEqual(len(lines), 4, r)
         ids = [l[:12] for l in lines[1:]]
-        self.assertEqual(ids, sorted([id1, id2, self.admin_id]))
+        self.assertEqual(ids, [self.admin_id, id1, id2])  # creation order
         row = [l for l in lines if l.startswith(id1)][0]
         self.assertEqual(
             row, "%-12s  %-10s  %-16s  %-16s  %-8s  %-20s  %s\n" % (
@@ -476,10 +476,10 @@ class ShowListTest(KwTestCase):
         _, id2 = self.create("--owner", "acme", "--prefix", "acme_live")
         _, id3 = self.create("--owner", "globex", "--prefix", "acme_live")
         o = self.ok_json("key", "list", "--owner", "acme", "--json")
-        self.assertEqual([k["id"] for k in o["keys"]], sorted([id1, id2]))
+        self.assertEqual([k["id"] for k in o["keys"]], [id1, id2])
         self.assertIsNone(o["next_cursor"])
         o = self.ok_json("key", "list", "--prefix", "acme_live", "--json")
-        self.assertEqual([k["id"] for k in o["keys"]], sorted([id2, id3]))
+        self.assertEqual([k["id"] for k in o["keys"]], [id2, id3])
         o = self.ok_json("key", "list", "--owner", "acme", "--prefix",
                          "acme_live", "--json")
         self.assertEqual([k["id"] for k in o["keys"]], [id2])
@@ -490,8 +490,8 @@ class ShowListTest(KwTestCase):
         self.assertEqual([l[:12] for l in r.out.splitlines()[1:]], [id3])
 
     def test_list_paging(self):
+        # In creation order.
         ids = [self.admin_id] + [self.create("--owner", "p")[1] for _ in range(5)]
-        ids.sort()
         o = self.ok_json("key", "list", "--limit", "2", "--json")
         self.assertEqual([k["id"] for k in o["keys"]], ids[:2])
         self.assertEqual(o["next_cursor"], ids[1])
@@ -520,6 +520,10 @@ class ShowListTest(KwTestCase):
         r = self.ok("key", "list", "--limit", "4", "--cursor", ids[3])
         self.assertEqual([l[:12] for l in r.out.splitlines()[1:]], ids[4:])
         self.assertEqual(r.err, "")
+        # A cursor naming no key: an error, and nothing on stdout.
+        for fmt in ([], ["--json"]):
+            r = self.kw("key", "list", "--cursor", "Zz0Zz0Zz0Zz0", *fmt)
+            self.expect(r, 2, out="", err_has="invalid cursor")
         r = self.ok("key", "list", "--limit", "1", "--all")
         self.assertEqual([l[:12] for l in r.out.splitlines()[1:]], ids)
         for bad in ("0", "1001", "x", "-1"):

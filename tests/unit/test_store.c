@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,8 @@ static const backend backends[] = {
 #define ID_C "CCCCCCCCCCCC"
 #define ID_D "DDDDDDDDDDDD"
 #define ID_X "XXXXXXXXXXXX"
+#define HEX32_A "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+#define HEX32_B "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
 
 static char *xstrdup(const char *s)
 {
@@ -298,9 +301,18 @@ static void c_find_by_hash_legacy_external(kw_store *s)
     assert_int_equal(s->ops->key_insert(s, &row), KW_OK);
     insert_simple(s, ID_B, "kw_live", "o");
 
-    assert_int_equal(s->ops->key_find_hash(s, row.hash, &got), KW_OK);
-    assert_row_equal(&row, &got);
-    kwi_key_row_clear(&got);
+    /* By hash: imported keys only (prefix ""); ours are found by id. */
+    assert_int_equal(s->ops->key_find_hash(s, row.hash, &got), KW_ERR_NOT_FOUND);
+    {
+        kw_key_row imp;
+
+        row_make(&imp, ID_C, "", "seeduser");
+        assert_int_equal(s->ops->key_insert(s, &imp), KW_OK);
+        assert_int_equal(s->ops->key_find_hash(s, imp.hash, &got), KW_OK);
+        assert_row_equal(&imp, &got);
+        kwi_key_row_clear(&got);
+        kwi_key_row_clear(&imp);
+    }
     assert_int_equal(s->ops->key_find_legacy(s, row.legacy_sha256, &got), KW_OK);
     assert_row_equal(&row, &got);
     kwi_key_row_clear(&got);
@@ -326,9 +338,12 @@ static void c_duplicates_conflict(kw_store *s)
     assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
     kwi_key_row_clear(&dup);
 
-    /* Same hash under another id. */
-    row_make(&dup, ID_B, "kw_live", "other");
-    memcpy(dup.hash, row.hash, 32);
+    /* Same hash under another id, between imported keys (prefix ""). */
+    row_make(&dup, ID_C, "", "other");
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_OK);
+    kwi_key_row_clear(&dup);
+    row_make(&dup, ID_B, "", "other");
+    id_hash(dup.hash, ID_C, 0);
     assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
     kwi_key_row_clear(&dup);
 
@@ -352,7 +367,7 @@ static void c_duplicates_conflict(kw_store *s)
     assert_row_equal(&row, &got);
     kwi_key_row_clear(&got);
     assert_int_equal(s->ops->key_list(s, &f, &list, &n), KW_OK);
-    assert_int_equal(n, 1);
+    assert_int_equal(n, 2); /* the original and the imported ID_C */
     kw_key_records_free(list, n);
     kwi_key_row_clear(&row);
 }
@@ -416,7 +431,7 @@ static void c_list(kw_store *s)
 {
     char ids[256];
 
-    /* Inserted out of order. */
+    /* Creation order, which is not id order. */
     insert_simple(s, ID_C, "kw_live", "alice");
     insert_simple(s, ID_A, "kw_live", "bob");
     insert_simple(s, ID_D, "kw_test", "alice");
@@ -424,31 +439,47 @@ static void c_list(kw_store *s)
     insert_simple(s, ID_X, "kw_live", "carol");
 
     list_ids(s, NULL, NULL, NULL, 100, ids, sizeof(ids));
-    assert_string_equal(ids, ID_A "," ID_B "," ID_C "," ID_D "," ID_X);
+    assert_string_equal(ids, ID_C "," ID_A "," ID_D "," ID_B "," ID_X);
     list_ids(s, "alice", NULL, NULL, 100, ids, sizeof(ids));
-    assert_string_equal(ids, ID_B "," ID_C "," ID_D);
+    assert_string_equal(ids, ID_C "," ID_D "," ID_B);
     list_ids(s, NULL, "kw_live", NULL, 100, ids, sizeof(ids));
-    assert_string_equal(ids, ID_A "," ID_C "," ID_X);
+    assert_string_equal(ids, ID_C "," ID_A "," ID_X);
     list_ids(s, "alice", "kw_live", NULL, 100, ids, sizeof(ids));
     assert_string_equal(ids, ID_C);
     list_ids(s, "nobody", NULL, NULL, 100, ids, sizeof(ids));
     assert_string_equal(ids, "");
 
-    /* Cursor: strictly after. Limit. */
-    list_ids(s, NULL, NULL, ID_B, 100, ids, sizeof(ids));
-    assert_string_equal(ids, ID_C "," ID_D "," ID_X);
+    /* Cursor: the keys created after it. Limit. */
+    list_ids(s, NULL, NULL, ID_A, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_D "," ID_B "," ID_X);
     list_ids(s, NULL, NULL, NULL, 2, ids, sizeof(ids));
-    assert_string_equal(ids, ID_A "," ID_B);
+    assert_string_equal(ids, ID_C "," ID_A);
+    list_ids(s, NULL, NULL, ID_A, 2, ids, sizeof(ids));
+    assert_string_equal(ids, ID_D "," ID_B);
     list_ids(s, NULL, NULL, ID_B, 2, ids, sizeof(ids));
-    assert_string_equal(ids, ID_C "," ID_D);
-    list_ids(s, NULL, NULL, ID_D, 2, ids, sizeof(ids));
     assert_string_equal(ids, ID_X);
     list_ids(s, NULL, NULL, ID_X, 2, ids, sizeof(ids));
     assert_string_equal(ids, "");
-    list_ids(s, "alice", NULL, ID_B, 1, ids, sizeof(ids));
-    assert_string_equal(ids, ID_C);
+    list_ids(s, "alice", NULL, ID_C, 1, ids, sizeof(ids));
+    assert_string_equal(ids, ID_D);
+    /* A cursor of another owner's key still places the page. */
+    list_ids(s, "alice", NULL, ID_A, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_D "," ID_B);
+    list_ids(s, NULL, "kw_live", ID_C, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_A "," ID_X);
     list_ids(s, NULL, "kw_live", "", 100, ids, sizeof(ids));
-    assert_string_equal(ids, ID_A "," ID_C "," ID_X);
+    assert_string_equal(ids, ID_C "," ID_A "," ID_X);
+
+    /* A cursor that names no key. */
+    {
+        kw_key_filter f = {.after = "ZZZZZZZZZZZZ", .limit = 10};
+        kw_key_record *recs = NULL;
+        size_t n = 99;
+
+        assert_int_equal(s->ops->key_list(s, &f, &recs, &n), KW_ERR_NOT_FOUND);
+        assert_null(recs);
+        assert_int_equal(n, 99);
+    }
 }
 
 static void c_list_records_complete(kw_store *s)
@@ -1101,6 +1132,126 @@ static void test_schema_not_keyward(void **state)
     tmpdir_remove(&t);
 }
 
+/* A version-2 database as keyward 2026-11-28 made it, with three keys: one
+ * of ours, an imported one not yet used (legacy SHA-256) and an imported
+ * one already upgraded (its hash set), created in the order C, A, B. */
+static const char schema_v2[] =
+    "CREATE TABLE kw_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE keys ( id TEXT PRIMARY KEY NOT NULL, prefix TEXT NOT NULL, key_hash BLOB "
+    "UNIQUE, legacy_sha256 BLOB UNIQUE, owner TEXT NOT NULL, name TEXT NOT NULL, scopes TEXT "
+    "NOT NULL, meta TEXT NOT NULL, created_at INTEGER NOT NULL, not_before INTEGER NOT NULL "
+    "DEFAULT 0, expires_at INTEGER NOT NULL DEFAULT 0, last_used_at INTEGER NOT NULL DEFAULT "
+    "0, enabled INTEGER NOT NULL DEFAULT 1, revoked_at INTEGER NOT NULL DEFAULT 0, credits "
+    "INTEGER, credits_from TEXT, rate_limit INTEGER NOT NULL DEFAULT 0, rate_window_ms INTEGER "
+    "NOT NULL DEFAULT 0, rl_start_ms INTEGER NOT NULL DEFAULT 0, rl_count INTEGER NOT NULL "
+    "DEFAULT 0, rl_prev INTEGER NOT NULL DEFAULT 0, rotated_from TEXT, rotated_to TEXT, "
+    "external_id TEXT UNIQUE, CHECK (credits IS NULL OR credits >= 0));"
+    "CREATE INDEX keys_owner ON keys (owner, id);"
+    "CREATE INDEX keys_prefix ON keys (prefix, id);"
+    "CREATE TABLE audit ( seq INTEGER PRIMARY KEY NOT NULL, at INTEGER NOT NULL, actor TEXT "
+    "NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, client TEXT NOT NULL, result TEXT "
+    "NOT NULL, detail TEXT NOT NULL, mac BLOB NOT NULL);"
+    "CREATE TABLE key_usage ( key_id TEXT NOT NULL, bucket INTEGER NOT NULL, code INTEGER NOT "
+    "NULL, count INTEGER NOT NULL, PRIMARY KEY (key_id, bucket, code)) WITHOUT ROWID;"
+    "INSERT INTO keys (id, prefix, key_hash, owner, name, scopes, meta, created_at, credits, "
+    "rate_limit, rate_window_ms) VALUES ('" ID_C "', 'kw_live', zeroblob(32), 'alice', 'c', "
+    "'orders:read', '{}', 1700000000, 5, 10, 1000);"
+    "INSERT INTO keys (id, prefix, legacy_sha256, owner, name, scopes, meta, created_at, "
+    "external_id) VALUES ('" ID_A "', '', x'" HEX32_A "', 'bob', 'a', '', "
+    "'{\"imported_from\":\"seed\"}', 1600000000, 'seed:1');"
+    "INSERT INTO keys (id, prefix, key_hash, owner, name, scopes, meta, created_at, "
+    "external_id) VALUES ('" ID_B "', '', x'" HEX32_B "', 'alice', 'b', '*', "
+    "'{\"imported_from\":\"seed\"}', 1600000001, 'seed:2');"
+    "INSERT INTO kw_meta VALUES ('m', 'x');"
+    "PRAGMA user_version = 2;";
+
+static int64_t sql_count(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    return n;
+}
+
+static void test_schema_migrate_v2(void **state)
+{
+    unsigned char ha[32], hb[32];
+    char err[256] = "", ids[256];
+    kw_store *s = NULL;
+    kw_key_row got, dup;
+    size_t len;
+    tmpdir t;
+
+    (void)state;
+    assert_int_equal(sodium_hex2bin(ha, 32, HEX32_A, 64, NULL, &len, NULL), 0);
+    assert_int_equal(sodium_hex2bin(hb, 32, HEX32_B, 64, NULL, &len, NULL), 0);
+    tmpdir_make(&t);
+    sql_exec(t.path, schema_v2);
+    assert_int_equal(kwi_sqlite_open(&s, t.path, 0, err), KW_OK);
+
+    /* Every row and column kept, in creation order. */
+    list_ids(s, NULL, NULL, NULL, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_C "," ID_A "," ID_B);
+    list_ids(s, "alice", NULL, NULL, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_C "," ID_B);
+    assert_int_equal(s->ops->key_get(s, ID_C, &got), KW_OK);
+    assert_string_equal(got.rec.scopes[0], "orders:read");
+    assert_int_equal(got.rec.credits, 5);
+    assert_int_equal(got.rec.rate_limit, 10);
+    assert_int_equal(got.rec.rate_window_ms, 1000);
+    assert_int_equal(got.rec.created_at, 1700000000);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_find_legacy(s, ha, &got), KW_OK);
+    assert_string_equal(got.rec.id, ID_A);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_find_hash(s, hb, &got), KW_OK);
+    assert_string_equal(got.rec.id, ID_B);
+    kwi_key_row_clear(&got);
+    assert_int_equal(s->ops->key_find_external(s, "seed:1", &got), KW_OK);
+    assert_string_equal(got.rec.id, ID_A);
+    kwi_key_row_clear(&got);
+
+    /* Still unique: ids, imported hashes, legacy hashes, external ids. */
+    row_make(&dup, ID_C, "kw_live", "x");
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    kwi_key_row_clear(&dup);
+    row_make(&dup, ID_D, "", "x");
+    memcpy(dup.hash, hb, 32);
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    dup.has_hash = 0;
+    memcpy(dup.legacy_sha256, ha, 32);
+    dup.has_legacy = 1;
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    dup.has_legacy = 0;
+    dup.rec.external_id = xstrdup("seed:2");
+    assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+    kwi_key_row_clear(&dup);
+
+    /* A new key goes after the migrated ones. */
+    insert_simple(s, ID_D, "kw_live", "alice");
+    list_ids(s, "alice", NULL, ID_B, 100, ids, sizeof(ids));
+    assert_string_equal(ids, ID_D);
+    s->ops->close(s);
+
+    assert_int_equal(sql_count(t.path, "PRAGMA user_version"), KWI_SCHEMA_VERSION);
+    assert_int_equal(sql_count(t.path, "SELECT count(*) FROM kw_meta WHERE name = 'm'"), 1);
+    /* The id index is the only one of the keys table by a random value. */
+    assert_int_equal(sql_count(t.path, "SELECT count(*) FROM sqlite_master WHERE tbl_name = "
+                                       "'keys' AND type = 'index' AND sql IS NULL"),
+                     1);
+    assert_int_equal(sql_count(t.path, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                       "'keys_v3'"),
+                     0);
+    tmpdir_remove(&t);
+}
+
 /*
  * A database its user cannot write. Root ignores file modes, so when run as
  * root the check runs in a child that drops to an unprivileged uid (nobody);
@@ -1174,6 +1325,7 @@ int main(void)
         cmocka_unit_test(test_schema_create_then_reopen),
         cmocka_unit_test(test_schema_newer),
         cmocka_unit_test(test_schema_not_keyward),
+        cmocka_unit_test(test_schema_migrate_v2),
         cmocka_unit_test(test_schema_readonly),
     };
     int failed = 0;
