@@ -553,17 +553,31 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
     return KW_OK;
 }
 
-/* Put a row loaded from storage, taking its shard's lock. */
-static kw_rc put_row(kw_index *idx, const kw_key_row *row, scopeset **hint)
+/* Put a row loaded from storage, taking its shard's lock; if only_new,
+ * a key already indexed is left as it is. */
+static kw_rc put_row(kw_index *idx, const kw_key_row *row, scopeset **hint, int only_new)
 {
     uint64_t h = id_hash(row->rec.id);
     shard *s = shard_of(idx, h);
-    kw_rc rc;
+    kw_rc rc = KW_OK;
 
     pthread_mutex_lock(&s->lock);
-    rc = put_row_locked(idx, s, h, row, hint);
+    if (!only_new || find(s, row->rec.id, h) == NULL)
+        rc = put_row_locked(idx, s, h, row, hint);
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+static int indexed(kw_index *idx, const char *id)
+{
+    uint64_t h = id_hash(id);
+    shard *s = shard_of(idx, h);
+    int found;
+
+    pthread_mutex_lock(&s->lock);
+    found = find(s, id, h) != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return found;
 }
 
 static void drop_locked(kw_index *idx, shard *s, const char *id, uint64_t h)
@@ -669,7 +683,9 @@ KW_API kw_rc kw_index_add(kw_index *idx, kw_ctx *ctx, const kw_key_record *rec,
     row.rec = *rec; /* borrowed strings: put_row copies what it keeps */
     kwi_pepper_hmac(ctx, row.hash, kw_secret_cdata(key), kw_secret_len(key));
     row.has_hash = 1;
-    rc = put_row(idx, &row, NULL);
+    /* If the key is there already, a sync loaded it from storage after the
+     * commit: that row is at least as new as rec. */
+    rc = put_row(idx, &row, NULL, 1);
     sodium_memzero(row.hash, sizeof(row.hash));
     return rc;
 }
@@ -736,7 +752,7 @@ static kw_rc load_row(void *arg, const kw_key_row *row)
 {
     load_ctx *l = arg;
 
-    return put_row(l->idx, row, &l->hint);
+    return put_row(l->idx, row, &l->hint, 0);
 }
 
 /* Load the rows at positions from (excluded) to end (included) through st. */
@@ -1159,6 +1175,12 @@ static kw_rc apply_changes(kw_index *idx, kw_ctx *ctx)
             const char *new_id;
             if (strncmp(r->action, "key.", 4) != 0 || !kw_key_id_valid(r->target))
                 continue;
+            /* A creation here (kw_index_add) is indexed already, from the
+             * same row; any later change has its own record after this. */
+            if (strcmp(r->action, "key.create") == 0 && indexed(idx, r->target)) {
+                idx->audit_seq = r->seq;
+                continue;
+            }
             rc = reload(idx, ctx, r->target, 1, 0);
             /* A rotation also made a key: its id is in the detail. */
             new_id = strstr(r->detail, "\"new_id\":\"");

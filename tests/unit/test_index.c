@@ -567,6 +567,33 @@ static void test_add_new_key(void **state)
     free(j1);
     free(j2);
     kw_key_record_clear(&stored);
+
+    /* The sync read from storage only the key that was not added. */
+    kw_index_stats_get(idx, &st);
+    assert_int_equal(st.reloads, 1);
+    assert_int_equal(st.keys, 2);
+    assert_int_equal(kw_index_verify(idx, t->ctx, (const char *)kw_secret_cdata(other),
+                                     kw_secret_len(other), NULL, &r),
+                     KW_OK);
+    assert_int_equal(r.code, KW_VALID);
+    kw_verify_result_clear(&r);
+
+    /* Changed in storage and synced: a late add of the old record does
+     * not undo the change. */
+    {
+        kw_key_change c = {0};
+        kw_key_record held;
+
+        kw_key_params_init(&c.p);
+        c.fields = KW_CHANGE_NAME;
+        c.p.name = "renamed";
+        assert_int_equal(kw_key_update(t->ctx, rec.id, &c, &actor, NULL), KW_OK);
+        assert_int_equal(kw_index_sync(idx, t->ctx), KW_OK);
+        assert_int_equal(kw_index_add(idx, t->ctx, &rec, key), KW_OK);
+        assert_int_equal(kw_index_get(idx, rec.id, &held), KW_OK);
+        assert_string_equal(held.name, "renamed");
+        kw_key_record_clear(&held);
+    }
     kw_key_record_clear(&rec);
     kw_secret_free(key);
     kw_secret_free(other);
