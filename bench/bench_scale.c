@@ -51,6 +51,11 @@
  * Note: ~1000 sample keys in round robin is a working set that stays in the
  * CPU caches; a large N shows up through the index's tables, not through
  * cache misses on the records of many distinct keys.
+ *
+ * A second table gives the floor under the unknown-id column: the time of
+ * one dependent random read over a buffer as large as each index (see
+ * chase_ns), and the rate an unknown id could reach at best if its lookup
+ * cost the smallest N's time plus that one read.
  */
 #define _GNU_SOURCE /* nftw, mallinfo2 */
 #include <errno.h>
@@ -355,6 +360,48 @@ static double miss_rate(kw_index *idx, kw_ctx *ctx, double seconds)
     return (double)calls / t;
 }
 
+/*
+ * The floor under the unknown-id column: nanoseconds per dependent random
+ * read over a buffer of `bytes` (one 64-byte node per cache line, linked in
+ * one random cycle, so no read can start before the previous one ends and
+ * no prefetcher can guess it). A lookup in an index of that size cannot do
+ * with less than one such read: whatever the layout, 10M keys' hashes do
+ * not fit in any cache. Returns -1 if the buffer cannot be had.
+ */
+typedef struct node {
+    size_t next;
+    char pad[64 - sizeof(size_t)];
+} node;
+
+static double chase_ns(size_t bytes, double seconds)
+{
+    size_t n = bytes / sizeof(node), p = 0;
+    uint64_t steps = 0;
+    node *v;
+    double t0, t;
+
+    if (n < 2 || n > UINT32_MAX || (v = malloc(n * sizeof(node))) == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        v[i].next = i;
+    /* Sattolo: a uniformly random permutation that is one cycle. */
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = randombytes_uniform((uint32_t)i), x = v[i].next;
+        v[i].next = v[j].next;
+        v[j].next = x;
+    }
+    t0 = now_s();
+    do {
+        for (int k = 0; k < 100000; k++)
+            p = v[p].next;
+        steps += 100000;
+    } while ((t = now_s() - t0) < seconds);
+    free(v);
+    if (p == n) /* never: keeps the chase from being optimised away */
+        return -1;
+    return t * 1e9 / (double)steps;
+}
+
 static double percentile_us(uint64_t total, double q)
 {
     uint64_t want = (uint64_t)((double)total * q), seen = 0;
@@ -492,7 +539,8 @@ int main(int argc, char **argv)
     const char *data = getenv("BENCH_DATA");
     double disk_est = DISK_PER_KEY, heap_est = HEAP_PER_KEY, base_rate = 0, base_miss = 0;
     long base_n = 0, *sizes;
-    size_t nsizes;
+    size_t nsizes, nmeasured = 0;
+    result *results;
 
     if (!(seconds > 0)) {
         fprintf(stderr, "usage: bench_scale [SECONDS] [N ...]\n");
@@ -500,7 +548,8 @@ int main(int argc, char **argv)
     }
     nsizes = argc > 2 ? (size_t)(argc - 2) : sizeof(default_sizes) / sizeof(default_sizes[0]);
     sizes = calloc(nsizes, sizeof(*sizes));
-    if (sizes == NULL)
+    results = calloc(nsizes, sizeof(*results));
+    if (sizes == NULL || results == NULL)
         return 2;
     for (size_t i = 0; i < nsizes; i++) {
         char *end;
@@ -581,7 +630,31 @@ int main(int argc, char **argv)
                r.open_ms, r.heap_per_key, r.rss_per_key, r.disk_per_key, r.rate, r.rate / base_rate,
                r.p50_us, r.p99_us, r.miss_rate, r.miss_rate / base_miss);
         fflush(stdout);
+        results[nmeasured++] = r;
     }
+
+    /* What memory alone allows: one random read over a buffer the size of
+     * each index, added to the smallest N's cost of an unknown id. */
+    if (nmeasured > 0) {
+        printf("\n| floor for unknown ids: keys | index bytes | one random read, ns "
+               "| at most, unknown ids/s | at most, vs smallest N | measured, vs smallest N |\n");
+        printf("|---:|---:|---:|---:|---:|---:|\n");
+    }
+    for (size_t i = 0; i < nmeasured; i++) {
+        const result *r = &results[i];
+        size_t bytes = (size_t)(r->heap_per_key * (double)r->keys);
+        double ns = chase_ns(bytes, seconds / 2), cap;
+
+        if (ns < 0) {
+            printf("| %zu | %zu | no memory for the probe | | | |\n", r->keys, bytes);
+            continue;
+        }
+        cap = 1.0 / (1.0 / base_miss + ns * 1e-9);
+        printf("| %zu | %zu | %.1f | %.0f | %.2f | %.2f |\n", r->keys, bytes, ns, cap,
+               cap / base_miss, r->miss_rate / base_miss);
+        fflush(stdout);
+    }
+    free(results);
     free(sizes);
     return 0;
 }
