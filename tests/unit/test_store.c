@@ -1242,10 +1242,15 @@ static void test_schema_migrate_v2(void **state)
 
     assert_int_equal(sql_count(t.path, "PRAGMA user_version"), KWI_SCHEMA_VERSION);
     assert_int_equal(sql_count(t.path, "SELECT count(*) FROM kw_meta WHERE name = 'm'"), 1);
-    /* The id index is the only one of the keys table by a random value. */
+    /* Exactly the indexes of version 3 (none of them automatic). */
     assert_int_equal(sql_count(t.path, "SELECT count(*) FROM sqlite_master WHERE tbl_name = "
-                                       "'keys' AND type = 'index' AND sql IS NULL"),
-                     1);
+                                       "'keys' AND type = 'index'"),
+                     6);
+    assert_int_equal(sql_count(t.path, "SELECT count(*) FROM sqlite_master WHERE tbl_name = "
+                                       "'keys' AND type = 'index' AND name IN ('keys_id', "
+                                       "'keys_owner', 'keys_prefix', 'keys_hash', 'keys_legacy', "
+                                       "'keys_external')"),
+                     6);
     assert_int_equal(sql_count(t.path, "SELECT count(*) FROM sqlite_master WHERE name = "
                                        "'keys_v3'"),
                      0);
