@@ -551,24 +551,22 @@ static kw_rc sq_key_list(kw_store *base, const kw_key_filter *f, kw_key_record *
     sqlite3_stmt *st = s->st[ST_KEY_LIST];
     kw_key_record *recs;
     size_t count = 0;
+    sqlite3_int64 after = 0;
     kw_rc ret = KW_OK;
     int rc;
 
-    sqlite3_int64 after = 0;
-
-    if (f->after != NULL && f->after[0] != '\0') {
+    if (f->after != NULL && f->after[0] != '\0') { /* the cursor's place */
         sqlite3_stmt *q = s->st[ST_KEY_ROWID];
 
         sqlite3_bind_text(q, 1, f->after, -1, SQLITE_STATIC);
         rc = sqlite3_step(q);
         if (rc == SQLITE_ROW)
             after = sqlite3_column_int64(q, 0);
+        ret = rc == SQLITE_ROW ? KW_OK : rc == SQLITE_DONE ? KW_ERR_NOT_FOUND : map_err(s, rc);
         sqlite3_reset(q);
         sqlite3_clear_bindings(q);
-        if (rc == SQLITE_DONE)
-            return KW_ERR_NOT_FOUND;
-        if (rc != SQLITE_ROW)
-            return map_err(s, rc);
+        if (ret != KW_OK)
+            return ret;
     }
     if (f->owner != NULL)
         st = s->st[ST_KEY_LIST_OWNER];
