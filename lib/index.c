@@ -117,7 +117,6 @@ struct kw_index {
     shard shards[SHARDS];
     size_t max_keys;
     _Atomic size_t keys;
-    int loading;       /* open is loading: set and cleared around its loaders */
     int64_t audit_seq; /* changes up to here are applied; only sync touches it */
     pthread_mutex_t sync_lock;
     _Atomic uint64_t hits, fallbacks, syncs, reloads;
@@ -474,6 +473,20 @@ static int resize(shard *s, size_t cap)
     return 0;
 }
 
+/*
+ * Write to every page of a fresh zeroed table now, on one thread. A loader
+ * would otherwise read a page first (a probe), which maps the shared zero
+ * page, then write it: a copy-on-write fault whose TLB flush interrupts
+ * the other loader's core, once per page.
+ */
+static void touch(void *p, size_t len)
+{
+    volatile unsigned char *b = p;
+
+    for (size_t i = 0; i < len; i += 4096)
+        b[i] = 0;
+}
+
 static int grow(shard *s)
 {
     return resize(s, s->cap ? s->cap * 2 : 16);
@@ -493,48 +506,25 @@ static void remove_slot(shard *s, size_t i)
     }
 }
 
-/*
- * Put a row loaded from storage. An entry already there keeps its
- * rate-limit window (unless the limit changed) and the spends not yet
- * written, which storage does not know of yet.
- */
-static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_row *row,
-                            scopeset **hint)
+/* A new entry for a row (its slot is the caller's to place). Lock held. */
+static int entry_new(shard *s, const kw_key_row *row, uint32_t *ref)
 {
-    cold *c;
     entry *e;
-    size_t i;
-    uint32_t ref;
 
-    if ((s->n + 1) * 10 > s->cap * 7 && grow(s) != 0)
-        return KW_ERR_NOMEM;
-    i = probe(s, row->rec.id, h);
-    /* While open loads (the count was checked against the bound), keys are
-     * counted at the end, not in one counter both loaders would fight over. */
-    if (s->slots[i] == 0 && !idx->loading && atomic_load(&idx->keys) >= idx->max_keys)
-        return KW_ERR_TOO_LARGE;
-    if ((c = cold_new(idx, row, hint)) == NULL)
-        return KW_ERR_NOMEM;
-    if (s->slots[i] != 0) {
-        e = ent(s, slot_ref(s->slots[i]));
-        if (e->x != NULL && (e->c->rate_limit != row->rec.rate_limit ||
-                             e->c->rate_window_ms != row->rec.rate_window_ms))
-            memset(&e->x->rl, 0, sizeof(e->x->rl));
-        cold_release(e->c);
-    } else {
-        if (entry_alloc(s, &ref) != 0) {
-            cold_release(c);
-            return KW_ERR_NOMEM;
-        }
-        e = ent(s, ref);
-        memcpy(e->id, row->rec.id, KW_ID_LEN);
-        if (row->rec.rate_limit != 0 && row->rl_start_ms != 0 && ext_of(e) != NULL)
-            e->x->rl = (kwi_rl){row->rl_start_ms, row->rl_count, row->rl_prev};
-        s->slots[i] = slot_make(h, ref);
-        s->n++;
-        if (!idx->loading)
-            atomic_fetch_add(&idx->keys, 1);
-    }
+    if (entry_alloc(s, ref) != 0)
+        return -1;
+    e = ent(s, *ref);
+    memcpy(e->id, row->rec.id, KW_ID_LEN);
+    if (row->rec.rate_limit != 0 && row->rl_start_ms != 0 && ext_of(e) != NULL)
+        e->x->rl = (kwi_rl){row->rl_start_ms, row->rl_count, row->rl_prev};
+    return 0;
+}
+
+/* Point e at its cold block c and set the fields a verdict reads from the
+ * row; the spends not yet written, which storage does not know of yet,
+ * still count. Lock held. */
+static void entry_set(entry *e, cold *c, const kw_key_row *row)
+{
     e->c = c;
     memcpy(e->hash, row->hash, sizeof(e->hash));
     e->has_hash = (uint8_t)(row->has_hash != 0);
@@ -550,6 +540,45 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
     e->last_used_at = row->rec.last_used_at;
     if (e->x != NULL && e->x->used_at > e->last_used_at)
         e->last_used_at = e->x->used_at;
+}
+
+/*
+ * Put a row loaded from storage. An entry already there keeps its
+ * rate-limit window (unless the limit changed) and the spends not yet
+ * written.
+ */
+static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_row *row,
+                            scopeset **hint)
+{
+    cold *c;
+    entry *e;
+    size_t i;
+    uint32_t ref;
+
+    if ((s->n + 1) * 10 > s->cap * 7 && grow(s) != 0)
+        return KW_ERR_NOMEM;
+    i = probe(s, row->rec.id, h);
+    if (s->slots[i] == 0 && atomic_load(&idx->keys) >= idx->max_keys)
+        return KW_ERR_TOO_LARGE;
+    if ((c = cold_new(idx, row, hint)) == NULL)
+        return KW_ERR_NOMEM;
+    if (s->slots[i] != 0) {
+        e = ent(s, slot_ref(s->slots[i]));
+        if (e->x != NULL && (e->c->rate_limit != row->rec.rate_limit ||
+                             e->c->rate_window_ms != row->rec.rate_window_ms))
+            memset(&e->x->rl, 0, sizeof(e->x->rl));
+        cold_release(e->c);
+    } else {
+        if (entry_new(s, row, &ref) != 0) {
+            cold_release(c);
+            return KW_ERR_NOMEM;
+        }
+        e = ent(s, ref);
+        s->slots[i] = slot_make(h, ref);
+        s->n++;
+        atomic_fetch_add(&idx->keys, 1);
+    }
+    entry_set(e, c, row);
     return KW_OK;
 }
 
@@ -741,30 +770,99 @@ KW_API kw_rc kw_index_change_end(kw_index *idx, kw_ctx *ctx, const char *id, con
     return rc != KW_OK ? rc : rc2;
 }
 
-/* One loader's state: its index, and the last scope set it found. */
+/*
+ * Loading at open: a row's entry is made at once, but its slot is placed
+ * LOAD_AHEAD rows later, the slot's cache line fetched meanwhile (a random
+ * read in a table larger than the caches: most of a put otherwise). Ids
+ * are unique in storage, so the slot is the first empty one from its home,
+ * found without reading any entry. Keys are counted at the end of the
+ * load, not in the one counter both loaders would fight over.
+ */
+#define LOAD_AHEAD 16
+
+typedef struct pending {
+    shard *s;
+    uint64_t h;
+    uint32_t ref;
+} pending;
+
+/* One loader's state: its index, the last scope set it found, and the
+ * entries made whose slots are not placed yet (ring[made % LOAD_AHEAD]). */
 typedef struct load_ctx {
     kw_index *idx;
     scopeset *hint;
+    pending ring[LOAD_AHEAD];
+    size_t made;
 } load_ctx;
 
-/* key_scan's visitor at open: put each row in. */
+/* Place p's slot; or, if ok is 0 (the load failed), hand its entry back. */
+static int place(const pending *p, int ok)
+{
+    shard *s = p->s;
+    size_t i;
+
+    pthread_mutex_lock(&s->lock);
+    if (ok && (s->n + 1) * 10 > s->cap * 7 && grow(s) != 0)
+        ok = 0; /* more rows than counted at open, and no memory for them */
+    if (!ok) {
+        entry_release(s, p->ref);
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    i = (p->h / SHARDS) & (s->cap - 1);
+    while (s->slots[i] != 0)
+        i = (i + 1) & (s->cap - 1);
+    s->slots[i] = slot_make(p->h, p->ref);
+    s->n++;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* key_scan's visitor at open. */
 static kw_rc load_row(void *arg, const kw_key_row *row)
 {
     load_ctx *l = arg;
+    pending *p = &l->ring[l->made % LOAD_AHEAD];
+    uint64_t h = id_hash(row->rec.id);
+    shard *s = shard_of(l->idx, h);
+    uint32_t ref;
+    cold *c;
 
-    return put_row(l->idx, row, &l->hint, 0);
+    if (l->made >= LOAD_AHEAD && place(p, 1) != 0) {
+        p->s = NULL; /* handed back: nothing left to place */
+        return KW_ERR_NOMEM;
+    }
+    if ((c = cold_new(l->idx, row, &l->hint)) == NULL)
+        return KW_ERR_NOMEM;
+    pthread_mutex_lock(&s->lock);
+    if (entry_new(s, row, &ref) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        cold_release(c);
+        return KW_ERR_NOMEM;
+    }
+    entry_set(ent(s, ref), c, row);
+    __builtin_prefetch(&s->slots[(h / SHARDS) & (s->cap - 1)], 1);
+    pthread_mutex_unlock(&s->lock);
+    *p = (pending){s, h, ref};
+    l->made++;
+    return KW_OK;
 }
 
 /* Load the rows at positions from (excluded) to end (included) through st. */
 static kw_rc load_range(kw_index *idx, kw_store *st, int64_t from, int64_t end)
 {
-    load_ctx l = {idx, NULL};
+    load_ctx l = {.idx = idx};
     int64_t cursor = from;
     kw_rc rc = KW_OK;
     size_t n = SCAN_PAGE;
 
     while (rc == KW_OK && n == SCAN_PAGE)
         rc = st->ops->key_scan(st, &cursor, end, SCAN_PAGE, load_row, &l, &n);
+    /* The slots still to place, oldest first. */
+    for (size_t k = l.made > LOAD_AHEAD ? l.made - LOAD_AHEAD : 0; k < l.made; k++)
+        if (l.ring[k % LOAD_AHEAD].s != NULL && place(&l.ring[k % LOAD_AHEAD], rc == KW_OK) != 0 &&
+            rc == KW_OK)
+            rc = KW_ERR_NOMEM;
     return rc;
 }
 
@@ -847,11 +945,11 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
         for (int i = 0; i < SHARDS && rc == KW_OK; i++)
             if (resize(&idx->shards[i], cap) != 0)
                 rc = KW_ERR_NOMEM;
+            else
+                touch(idx->shards[i].slots, cap * sizeof(uint32_t));
     }
     if (rc == KW_OK) {
-        idx->loading = 1;
         rc = load_all(idx, ctx, count);
-        idx->loading = 0;
         for (int i = 0; i < SHARDS; i++)
             atomic_fetch_add(&idx->keys, idx->shards[i].n);
         if (rc != KW_OK)
