@@ -35,7 +35,10 @@
  * HEAP_PER_KEY (likewise).
  *
  * Measured:
- * - open (ms): kw_index_open, wall time.
+ * - open (ms): kw_index_open, wall time (two loader threads from 50000 keys).
+ * - SQLite scan alone (ms): one thread reading every column of every row,
+ *   as the loaders do, keeping nothing (scan_ms): the part of open that is
+ *   SQLite's row decoding.
  * - bytes/key (heap): heap in use (mallinfo2: uordblks + hblkhd) with the
  *   index open minus heap in use after kw_index_free, divided by N. Taking
  *   "before" after the free leaves out SQLite's page cache, which the scan
@@ -72,6 +75,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include <keyward/keyward.h>
 
@@ -321,7 +325,7 @@ out:
 }
 
 typedef struct result {
-    double open_ms, heap_per_key, rss_per_key, disk_per_key;
+    double open_ms, scan_ms, heap_per_key, rss_per_key, disk_per_key;
     double rate, p50_us, p99_us;
     double miss_rate; /* unknown ids spread over the whole table */
     size_t keys;
@@ -358,6 +362,53 @@ static double miss_rate(kw_index *idx, kw_ctx *ctx, double seconds)
         calls += MISSES;
     } while ((t = now_s() - t0) < seconds);
     return (double)calls / t;
+}
+
+/*
+ * The floor under "open": SQLite alone, on one thread, reading every key
+ * column of every row in storage order as the loaders' statement does
+ * (lib/store/sqlite.c, ST_KEY_SCAN), and keeping nothing. kw_index_open
+ * reads the same rows on two threads and also builds the index. Returns
+ * milliseconds, or -1.
+ */
+static const char scan_sql[] =
+    "SELECT id, prefix, key_hash, legacy_sha256, owner, name, scopes, meta, created_at, "
+    "not_before, expires_at, last_used_at, enabled, revoked_at, credits, credits_from, "
+    "rate_limit, rate_window_ms, rl_start_ms, rl_count, rl_prev, rotated_from, rotated_to, "
+    "external_id, rowid FROM keys WHERE rowid > ?1 ORDER BY rowid";
+
+static double scan_ms(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    volatile size_t sink = 0;
+    double t0, t = -1;
+    int rc;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, scan_sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "bench_scale: %s: %s\n", path, sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, 0);
+    t0 = now_s();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        for (int i = 0; i < 25; i++)
+            switch (sqlite3_column_type(st, i)) {
+            case SQLITE_INTEGER: sink += (size_t)sqlite3_column_int64(st, i); break;
+            case SQLITE_TEXT: sink += strlen((const char *)sqlite3_column_text(st, i)); break;
+            case SQLITE_BLOB: sink += (size_t)sqlite3_column_bytes(st, i); break;
+            default: break;
+            }
+    if (rc == SQLITE_DONE)
+        t = (now_s() - t0) * 1000;
+    else
+        fprintf(stderr, "bench_scale: scan of %s: %s\n", path, sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    (void)sink;
+    return t;
 }
 
 /*
@@ -513,6 +564,9 @@ static int measure(const char *dir, long n, double seconds, result *r)
             n, ((double)heap_open - (double)heap0) / 1e6,
             ((double)heap_open - (double)heap_free) / 1e6);
     snprintf(path, sizeof(path), "%s/keyward.db", dir);
+    fprintf(stderr, "bench_scale: keys-%ld: SQLite alone: scanning every row...\n", n);
+    if ((r->scan_ms = scan_ms(path)) < 0)
+        goto out;
     r->disk_per_key = file_size(path);
     snprintf(path, sizeof(path), "%s/keyward.db-wal", dir);
     r->disk_per_key = (r->disk_per_key + file_size(path)) / (double)r->keys;
@@ -570,10 +624,11 @@ int main(int argc, char **argv)
         return 3;
     }
 
-    printf("| verification at scale (1 thread) N | open (ms) | bytes/key (heap) | bytes/key (RSS) "
+    printf("| verification at scale (1 thread) N | open (ms, 2 threads) | SQLite scan alone (ms, 1 "
+           "thread) | bytes/key (heap) | bytes/key (RSS) "
            "| disk bytes/key | verifications/s | vs smallest N | p50 µs | p99 µs "
            "| unknown ids/s | vs smallest N |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     for (size_t i = 0; i < nsizes; i++) {
         long n = sizes[i];
@@ -591,7 +646,7 @@ int main(int argc, char **argv)
                     "%.1f GB available\n",
                     n, need_mem / 1e9, avail_mem / 1e9);
             printf("| %ld | skipped: needs ~%.1f GB of memory, %.1f GB available | | | | | | | | | "
-                   "|\n",
+                   "| |\n",
                    n, need_mem / 1e9, avail_mem / 1e9);
             continue;
         }
@@ -603,7 +658,7 @@ int main(int argc, char **argv)
                         "in %s, %.1f GB free\n",
                         n, need / 1e9, data, avail / 1e9);
                 printf(
-                    "| %ld | skipped: needs ~%.1f GB of disk, %.1f GB free | | | | | | | | | |\n",
+                    "| %ld | skipped: needs ~%.1f GB of disk, %.1f GB free | | | | | | | | | | |\n",
                     n, need / 1e9, avail / 1e9);
                 continue;
             }
@@ -626,9 +681,10 @@ int main(int argc, char **argv)
             disk_est = r.disk_per_key;
             heap_est = r.heap_per_key;
         }
-        printf("| %ld | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f | %.2f |\n", n,
-               r.open_ms, r.heap_per_key, r.rss_per_key, r.disk_per_key, r.rate, r.rate / base_rate,
-               r.p50_us, r.p99_us, r.miss_rate, r.miss_rate / base_miss);
+        printf("| %ld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f | %.2f "
+               "|\n",
+               n, r.open_ms, r.scan_ms, r.heap_per_key, r.rss_per_key, r.disk_per_key, r.rate,
+               r.rate / base_rate, r.p50_us, r.p99_us, r.miss_rate, r.miss_rate / base_miss);
         fflush(stdout);
         results[nmeasured++] = r;
     }
