@@ -322,7 +322,15 @@ run_pairs() {
 }
 
 # Interleaved, both servers running; creation last (it grows the database).
-# The load average says whether anything else was busy on these 2 cores.
+# The load average says whether anything else was busy on these 2 cores;
+# first let it settle after whatever ran just before (bench/run.sh's own
+# programs), for up to two minutes.
+settle=0
+while [ $settle -lt 120 ] && awk '{ exit !($1 >= 1.0) }' /proc/loadavg; do
+    [ $settle = 0 ] && log "waiting for the load average to fall below 1 (now $(cut -d' ' -f1 /proc/loadavg))"
+    sleep 5
+    settle=$((settle + 5))
+done
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 run_pairs auth $conns
 run_pairs verify $conns
