@@ -22,11 +22,11 @@
  *
  * A directory that exists is reused as is; population happens in keys-N.tmp
  * and is renamed at the end, so an interrupted run leaves no half database
- * behind. Delete a directory to populate it again. Populating is slow: 1M
- * keys took 4 minutes on the 2-core machine (about 4,000 keys/s, falling as
- * the database grows; most of it system time), so expect roughly an hour
- * and 7.5 GB for 10M. These are bench-only keys: the sample file and this
- * program's plain-memory copies of the sample keys exist only so that valid
+ * behind. Delete a directory to populate it again. Populating takes a
+ * while: 1M keys took about a minute on the 2-core machine (schema 3; it
+ * was 4 minutes with schema 2's six random index inserts a key), falling as
+ * the database grows; expect tens of minutes and 6.5 GB for 10M. These are bench-only keys: the
+ * sample file and this program's plain-memory copies of the sample keys exist only so that valid
  * keys can be verified at all.
  *
  * Sizes that do not fit are skipped with a message (and a table row saying
@@ -87,7 +87,7 @@
 /* Keys per kw_key_create_many while populating: each new key is a kw_secret
  * in locked memory until freed, so the batch bounds how many exist at once. */
 #define BATCH 1000
-#define DISK_PER_KEY 740.0  /* bytes on disk per key (731 measured on 1M keys) */
+#define DISK_PER_KEY 650.0  /* bytes on disk per key (637 measured on 1M keys) */
 #define HEAP_PER_KEY 250.0  /* bytes of index per key (234 measured on 1M keys) */
 #define HIST_NS 10          /* histogram bucket width */
 #define HIST_BUCKETS 100000 /* up to 1 ms; slower calls go in the last */
