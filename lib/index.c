@@ -828,9 +828,11 @@ static kw_rc load_row(void *arg, const kw_key_row *row)
     uint32_t ref;
     cold *c;
 
-    if (l->made >= LOAD_AHEAD && place(p, 1) != 0) {
-        p->s = NULL; /* handed back: nothing left to place */
-        return KW_ERR_NOMEM;
+    if (l->made >= LOAD_AHEAD) {
+        int placed = place(p, 1) == 0;
+        p->s = NULL; /* placed or handed back: the drain must not see it again */
+        if (!placed)
+            return KW_ERR_NOMEM;
     }
     if ((c = cold_new(l->idx, row, &l->hint)) == NULL)
         return KW_ERR_NOMEM;

@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -519,6 +521,44 @@ static void test_parallel_load(void **state)
     kw_index_free(idx);
 }
 
+/* A row open cannot read, after enough rows that some slots are still
+ * waiting to be placed: open fails cleanly, on one loader and on two (the
+ * sanitizer build checks that nothing leaks or is freed twice). */
+static void test_open_fails_midway(void **state)
+{
+    kwt_db *t = *state;
+    enum { N = 200 };
+    kw_key_params p[N];
+    kw_actor actors[N];
+    kw_secret *keys[N];
+    kw_index *idx = NULL;
+    char path[512], sql[160];
+    sqlite3 *db;
+
+    for (int i = 0; i < N; i++) {
+        kw_key_params_init(&p[i]);
+        actors[i] = actor;
+    }
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, NULL, NULL), KW_OK);
+    for (int i = 0; i < N; i++)
+        kw_secret_free(keys[i]);
+    /* More scopes than any key may hold: the loader refuses the row. */
+    snprintf(path, sizeof(path), "%s", t->url + strlen("sqlite:"));
+    snprintf(sql, sizeof(sql),
+             "UPDATE keys SET scopes = (SELECT group_concat('a:b', ' ') FROM "
+             "(SELECT 1 FROM keys LIMIT %d)) WHERE rowid = 150",
+             KW_SCOPES_MAX + 1);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, N), KW_ERR_STORAGE);
+    kwi_index_parallel_min = 0;
+    assert_int_equal(kw_index_open(&idx, t->ctx, N), KW_ERR_STORAGE);
+    kwi_index_parallel_min = 50000;
+}
+
 /* A key added from its creation verifies at once, with no storage read,
  * and shows the record storage has; a key that is not a new key's is
  * refused. */
@@ -618,6 +658,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shared_scopes, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_parallel_load, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_add_new_key, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_open_fails_midway, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
