@@ -1,15 +1,16 @@
 /*
  * Key creation speed (issue P3): keys per second through the library, one
  * durable transaction per key (kw_key_create) and n keys per transaction
- * (kw_key_create_many with batches of 16, 64 and 256), each beside plain
- * SQLite inserts measured in the same run (the reference): rows of the same
- * size into keyward's own `keys` table (and its indexes) of a database
+ * (kw_key_create_many with batches of 16, 64 and 256), each beside two
+ * references of plain SQLite inserts measured in the same run: rows of the
+ * same size into keyward's own `keys` table (and its indexes) of a database
  * keyward created, with the pragmas keyward uses (WAL, synchronous=FULL),
- * one transaction per batch of the same size.
+ * one transaction per batch of the same size; and the same with an audit
+ * row of keyward's size written with each key row, as keyward does.
  *
- * What keyward does beyond the reference, per key: generating the key
- * (CSPRNG, locked memory), its peppered HMAC, the audit record (JSON detail,
- * its MAC, one more row and the chain head). Each row alternates the two
+ * What keyward does beyond the second reference, per key: generating the
+ * key (CSPRNG, locked memory), its peppered HMAC, the audit record's JSON
+ * detail and MAC, and the chain head. Each row alternates the two
  * sides in short rounds (SECONDS_PER_ROW in all for each side). Every
  * database is fresh and lives in a temporary directory under /tmp, removed
  * at the end.
@@ -52,6 +53,19 @@ static const char insert_sql[] =
     "rotated_to, external_id) VALUES (?1, 'kw_live', ?2, NULL, '" OWNER "', '" NAME "', "
     "'" SCOPES_TEXT "', '" META "', ?3, 0, 0, 0, 1, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL, "
     "NULL)";
+
+/* The audit record keyward writes with each new key: its detail is the
+ * record's settings as JSON (this one as long as keyward's for these keys),
+ * its mac 32 bytes. */
+#define DETAIL                                                                                     \
+    "{\"id\":\"WcxgxY5NWzZc\",\"prefix\":\"kw_live\",\"owner\":\"acme\",\"name\":\"bench\","       \
+    "\"scopes\":[\"orders:read\",\"orders:write\"],\"meta\":{},\"created_at\":"                    \
+    "\"2026-11-28T18:47:59Z\",\"not_before\":null,\"expires_at\":null,\"enabled\":true,"           \
+    "\"revoked_at\":null,\"credits\":null,\"ratelimit\":null,\"rotated_from\":null,"               \
+    "\"rotated_to\":null,\"legacy\":false,\"external_id\":null}"
+static const char audit_sql[] =
+    "INSERT INTO audit (at, actor, action, target, client, result, detail, mac) VALUES (?3, "
+    "'bench', 'key.create', ?1, 'local', 'ok', '" DETAIL "', ?2)";
 
 /* Remove a database and its WAL and shared-memory files. */
 static void db_remove(const char *path)
@@ -122,10 +136,10 @@ static void sq_step(sqlite3 *db, sqlite3_stmt *st, const char *what)
     sq_check(db, rc, what);
 }
 
-/* The reference: a plain SQLite connection and its three statements. */
+/* A reference: a plain SQLite connection and its statements. */
 typedef struct plain {
     sqlite3 *db;
-    sqlite3_stmt *begin, *commit, *insert;
+    sqlite3_stmt *begin, *commit, *insert, *audit;
 } plain;
 
 /* The reference writes into a database keyward made (kw_open), so that its
@@ -146,6 +160,7 @@ static void plain_open(plain *p, const char *path, const kw_secret *pepper)
     sq_check(db, sqlite3_prepare_v3(db, "BEGIN IMMEDIATE", -1, flags, &p->begin, NULL), "prepare");
     sq_check(db, sqlite3_prepare_v3(db, "COMMIT", -1, flags, &p->commit, NULL), "prepare");
     sq_check(db, sqlite3_prepare_v3(db, insert_sql, -1, flags, &p->insert, NULL), "prepare");
+    sq_check(db, sqlite3_prepare_v3(db, audit_sql, -1, flags, &p->audit, NULL), "prepare");
     p->db = db;
 }
 
@@ -154,12 +169,14 @@ static void plain_close(plain *p)
     sqlite3_finalize(p->begin);
     sqlite3_finalize(p->commit);
     sqlite3_finalize(p->insert);
+    sqlite3_finalize(p->audit);
     sqlite3_close(p->db);
 }
 
-/* Plain SQLite: `batch` rows per transaction for about `seconds`; adds the
- * rows inserted to *n and returns the time taken. */
-static double plain_run(plain *p, size_t batch, double seconds, unsigned long *n)
+/* Plain SQLite: `batch` key rows (and, if audit, as many audit rows) per
+ * transaction for about `seconds`; adds the keys inserted to *n and returns
+ * the time taken. */
+static double plain_run(plain *p, size_t batch, int audit, double seconds, unsigned long *n)
 {
     double t0 = now_s(), t;
 
@@ -176,6 +193,13 @@ static double plain_run(plain *p, size_t batch, double seconds, unsigned long *n
             sqlite3_bind_blob(p->insert, 2, hash, (int)sizeof(hash), SQLITE_STATIC);
             sqlite3_bind_int64(p->insert, 3, kw_now());
             sq_step(p->db, p->insert, "insert");
+            if (audit) {
+                randombytes_buf(hash, sizeof(hash)); /* stands for the record's MAC */
+                sqlite3_bind_text(p->audit, 1, id, (int)sizeof(id), SQLITE_STATIC);
+                sqlite3_bind_blob(p->audit, 2, hash, (int)sizeof(hash), SQLITE_STATIC);
+                sqlite3_bind_int64(p->audit, 3, kw_now());
+                sq_step(p->db, p->audit, "audit");
+            }
         }
         sq_step(p->db, p->commit, "commit");
         *n += batch;
@@ -198,9 +222,10 @@ int main(int argc, char **argv)
         return 2;
     randombytes_buf(kw_secret_data(pepper), KW_PEPPER_LEN);
 
-    printf("| key creation (durable: WAL, synchronous=FULL) | keyward keys/s | plain SQLite "
-           "rows/s | keyward / SQLite |\n");
-    printf("|---|---:|---:|---:|\n");
+    printf("| key creation (durable: WAL, synchronous=FULL) | keyward keys/s | plain SQLite, "
+           "key rows/s | keyward / that | plain SQLite, key and audit rows, keys/s "
+           "| keyward / that |\n");
+    printf("|---|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     for (size_t i = 0; i < BATCH_MAX; i++) {
         kw_key_params_init(&params[i]);
@@ -212,35 +237,42 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
         size_t b = batches[i];
-        char kw_path[PATH_LEN], sq_path[PATH_LEN];
-        unsigned long kw_n = 0, sq_n = 0;
-        double kw_t = 0, sq_t = 0, kw, sq;
+        char kw_path[PATH_LEN], sq_path[PATH_LEN], au_path[PATH_LEN];
+        unsigned long kw_n = 0, sq_n = 0, au_n = 0;
+        double kw_t = 0, sq_t = 0, au_t = 0, kw, sq, au;
         kw_ctx *ctx;
-        plain ref;
+        plain ref, refa;
 
         fprintf(stderr, "bench_create: %zu keys per transaction...\n", b);
         snprintf(kw_path, sizeof(kw_path), "%s/keyward-%zu.db", dir, b);
         snprintf(sq_path, sizeof(sq_path), "%s/sqlite-%zu.db", dir, b);
+        snprintf(au_path, sizeof(au_path), "%s/sqlite-audit-%zu.db", dir, b);
         ctx = keyward_open(kw_path, pepper);
         plain_open(&ref, sq_path, pepper);
+        plain_open(&refa, au_path, pepper);
         /* Alternate in short rounds, so that the other work on the machine
-         * (and the disk's) weighs on both sides alike. */
+         * (and the disk's) weighs on all sides alike. */
         for (int r = 0; r < ROUNDS; r++) {
             kw_t += keyward_run(ctx, b, seconds / ROUNDS, &kw_n);
-            sq_t += plain_run(&ref, b, seconds / ROUNDS, &sq_n);
+            sq_t += plain_run(&ref, b, 0, seconds / ROUNDS, &sq_n);
+            au_t += plain_run(&refa, b, 1, seconds / ROUNDS, &au_n);
         }
         kw_close(ctx);
         plain_close(&ref);
+        plain_close(&refa);
         db_remove(kw_path);
         db_remove(sq_path);
+        db_remove(au_path);
         kw = (double)kw_n / kw_t;
         sq = (double)sq_n / sq_t;
+        au = (double)au_n / au_t;
         if (b == 1)
-            printf("| kw_key_create, 1 key per transaction | %.0f | %.0f | %.2f |\n", kw, sq,
-                   kw / sq);
+            printf("| kw_key_create, 1 key per transaction | %.0f | %.0f | %.2f | %.0f | %.2f |\n",
+                   kw, sq, kw / sq, au, kw / au);
         else
-            printf("| kw_key_create_many, %zu keys per transaction | %.0f | %.0f | %.2f |\n", b, kw,
-                   sq, kw / sq);
+            printf("| kw_key_create_many, %zu keys per transaction | %.0f | %.0f | %.2f | %.0f | "
+                   "%.2f |\n",
+                   b, kw, sq, kw / sq, au, kw / au);
         fflush(stdout);
     }
     kw_secret_free(pepper);
