@@ -26,45 +26,45 @@ static uint64_t get_be64(const unsigned char *p)
     return v;
 }
 
-static void mac_str(crypto_auth_hmacsha256_state *st, const char *s)
+static void mac_str(kwi_hmac_stream *st, const char *s)
 {
     unsigned char len[8];
     size_t n = strlen(s);
 
     put_be64(len, n);
-    crypto_auth_hmacsha256_update(st, len, sizeof(len));
-    crypto_auth_hmacsha256_update(st, (const unsigned char *)s, n);
+    kwi_hmac_update(st, len, sizeof(len));
+    kwi_hmac_update(st, s, n);
 }
 
 /* mac = HMAC(audit_key, prev || seq || at || len-prefixed fields). */
 static void record_mac(unsigned char out[32], const kw_ctx *ctx, const unsigned char prev[32],
                        const kw_audit_record *r)
 {
-    crypto_auth_hmacsha256_state st;
+    kwi_hmac_stream st;
     unsigned char num[16];
 
-    crypto_auth_hmacsha256_init(&st, kw_secret_cdata(ctx->audit_key), 32);
-    crypto_auth_hmacsha256_update(&st, prev, 32);
+    kwi_hmac_begin(&st, ctx->audit_pads);
+    kwi_hmac_update(&st, prev, 32);
     put_be64(num, (uint64_t)r->seq);
     put_be64(num + 8, (uint64_t)r->at);
-    crypto_auth_hmacsha256_update(&st, num, sizeof(num));
+    kwi_hmac_update(&st, num, sizeof(num));
     mac_str(&st, r->actor);
     mac_str(&st, r->action);
     mac_str(&st, r->target);
     mac_str(&st, r->client);
     mac_str(&st, r->result);
     mac_str(&st, r->detail);
-    crypto_auth_hmacsha256_final(&st, out);
+    kwi_hmac_end(&st, out);
 }
 
 static void head_mac(unsigned char out[32], const kw_ctx *ctx, const unsigned char *seq_and_mac)
 {
-    crypto_auth_hmacsha256_state st;
+    kwi_hmac_stream st;
 
-    crypto_auth_hmacsha256_init(&st, kw_secret_cdata(ctx->audit_key), 32);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)head_label, sizeof(head_label) - 1);
-    crypto_auth_hmacsha256_update(&st, seq_and_mac, 40);
-    crypto_auth_hmacsha256_final(&st, out);
+    kwi_hmac_begin(&st, ctx->audit_pads);
+    kwi_hmac_update(&st, head_label, sizeof(head_label) - 1);
+    kwi_hmac_update(&st, seq_and_mac, 40);
+    kwi_hmac_end(&st, out);
 }
 
 /* Read the head: seq 0 and a zero MAC when the trail is empty. */
@@ -124,22 +124,25 @@ kw_rc kwi_audit_genesis(kw_ctx *ctx)
     return head_write(ctx, 0, zero);
 }
 
-kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
-                       const char *result, const char *detail)
+kw_rc kwi_audit_batch_begin(kw_ctx *ctx, kwi_audit_batch *b)
 {
-    unsigned char prev[32];
-    kw_audit_row row;
-    int64_t seq;
     int valid;
+    kw_rc rc = head_read(ctx, &b->seq, b->mac, &valid);
+
+    if (rc != KW_OK)
+        kwi_seterr(ctx, "audit: %s", ctx->store->errmsg);
+    return rc;
+}
+
+kw_rc kwi_audit_batch_add(kw_ctx *ctx, kwi_audit_batch *b, const kw_actor *actor,
+                          const char *action, const char *target, const char *result,
+                          const char *detail)
+{
+    kw_audit_row row;
     kw_rc rc;
 
-    rc = head_read(ctx, &seq, prev, &valid);
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "audit: %s", ctx->store->errmsg);
-        return rc;
-    }
     memset(&row, 0, sizeof(row));
-    row.r.seq = seq + 1;
+    row.r.seq = b->seq + 1;
     row.r.at = kw_now();
     row.r.actor = (char *)(actor && actor->id ? actor->id : "unknown");
     row.r.client = (char *)(actor && actor->client ? actor->client : "unknown");
@@ -147,13 +150,37 @@ kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, c
     row.r.target = (char *)(target ? target : "");
     row.r.result = (char *)(result ? result : "ok");
     row.r.detail = (char *)(detail ? detail : "{}");
-    record_mac(row.mac, ctx, prev, &row.r);
+    record_mac(row.mac, ctx, b->mac, &row.r);
 
     rc = ctx->store->ops->audit_append(ctx->store, &row);
-    if (rc == KW_OK)
-        rc = head_write(ctx, row.r.seq, row.mac);
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "audit record not written (change refused): %s", ctx->store->errmsg);
+        return rc;
+    }
+    b->seq = row.r.seq;
+    memcpy(b->mac, row.mac, sizeof(b->mac));
+    return KW_OK;
+}
+
+kw_rc kwi_audit_batch_end(kw_ctx *ctx, const kwi_audit_batch *b)
+{
+    kw_rc rc = head_write(ctx, b->seq, b->mac);
+
     if (rc != KW_OK)
         kwi_seterr(ctx, "audit record not written (change refused): %s", ctx->store->errmsg);
+    return rc;
+}
+
+kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
+                       const char *result, const char *detail)
+{
+    kwi_audit_batch b;
+    kw_rc rc = kwi_audit_batch_begin(ctx, &b);
+
+    if (rc == KW_OK)
+        rc = kwi_audit_batch_add(ctx, &b, actor, action, target, result, detail);
+    if (rc == KW_OK)
+        rc = kwi_audit_batch_end(ctx, &b);
     return rc;
 }
 

@@ -57,6 +57,7 @@ static kw_rc check_pepper(kw_ctx *ctx, int create)
 static kw_rc open_ctx(kw_ctx *ctx, const char *db_url, const kw_secret *pepper, int create)
 {
     unsigned char ak[32];
+    kw_secret *audit_key = NULL;
     const char *path;
     char err[256] = "";
     kw_rc rc;
@@ -77,8 +78,11 @@ static kw_rc open_ctx(kw_ctx *ctx, const char *db_url, const kw_secret *pepper, 
     if (rc != KW_OK)
         return rc;
     kwi_hmac(ak, ctx->pepper, audit_key_label, sizeof(audit_key_label) - 1);
-    rc = kw_secret_from(&ctx->audit_key, ak, sizeof(ak));
+    rc = kw_secret_from(&audit_key, ak, sizeof(ak));
     sodium_memzero(ak, sizeof(ak));
+    if (rc == KW_OK)
+        rc = kwi_hmac_key_new(&ctx->audit_pads, audit_key);
+    kw_secret_free(audit_key);
     if (rc != KW_OK)
         return rc;
     rc = kwi_sqlite_open(&ctx->store, path, create, err);
@@ -128,6 +132,6 @@ KW_API void kw_close(kw_ctx *ctx)
         ctx->store->ops->close(ctx->store);
     kw_secret_free(ctx->pepper);
     kw_secret_free(ctx->pepper_pads);
-    kw_secret_free(ctx->audit_key);
+    kw_secret_free(ctx->audit_pads);
     free(ctx);
 }

@@ -86,3 +86,32 @@ void kwi_hmac_fast(unsigned char out[static 32], const kw_secret *hkey, const vo
     sodium_memzero(&c, sizeof(c));
     sodium_memzero(inner, sizeof(inner));
 }
+
+_Static_assert(sizeof(SHA256_CTX) <= sizeof(((kwi_hmac_stream *)0)->ctx),
+               "kwi_hmac_stream cannot hold a SHA256_CTX");
+_Static_assert(_Alignof(SHA256_CTX) <= _Alignof(kwi_hmac_stream),
+               "kwi_hmac_stream is not aligned for a SHA256_CTX");
+
+void kwi_hmac_begin(kwi_hmac_stream *st, const kw_secret *hkey)
+{
+    st->hkey = hkey;
+    memcpy(st->ctx, &pads_of(hkey)->inner, sizeof(SHA256_CTX));
+}
+
+void kwi_hmac_update(kwi_hmac_stream *st, const void *data, size_t len)
+{
+    SHA256_Update((SHA256_CTX *)(void *)st->ctx, data, len);
+}
+
+void kwi_hmac_end(kwi_hmac_stream *st, unsigned char out[static 32])
+{
+    SHA256_CTX *c = (SHA256_CTX *)(void *)st->ctx;
+    unsigned char inner[SHA256_DIGEST_LENGTH];
+
+    SHA256_Final(inner, c);
+    *c = pads_of(st->hkey)->outer;
+    SHA256_Update(c, inner, sizeof(inner));
+    SHA256_Final(out, c);
+    sodium_memzero(st, sizeof(*st));
+    sodium_memzero(inner, sizeof(inner));
+}

@@ -20,7 +20,7 @@ struct kw_ctx {
     kw_store *store;
     kw_secret *pepper;           /* HMAC key of stored key hashes */
     kw_secret *pepper_pads;      /* its HMAC pad states (kwi_hmac_key_new) */
-    kw_secret *audit_key;        /* HMAC key of the audit chain, derived from the pepper */
+    kw_secret *audit_pads;       /* HMAC pad states of the audit chain's key (from the pepper) */
     int64_t imported;            /* imported keys (found by hash lookup, not by id) */
     int64_t imported_checked_ms; /* when `imported` was last read */
     char errmsg[KWI_ERRMSG_MAX];
@@ -42,6 +42,17 @@ void kwi_hmac(unsigned char out[static 32], const kw_secret *key, const void *da
 kw_rc kwi_hmac_key_new(kw_secret **out, const kw_secret *key);
 void kwi_hmac_fast(unsigned char out[static 32], const kw_secret *hkey, const void *data,
                    size_t len);
+
+/* The same HMAC over data given in pieces: begin, update..., end (which
+ * wipes the state). The state holds an OpenSSL SHA256_CTX. */
+typedef struct kwi_hmac_stream {
+    _Alignas(16) unsigned char ctx[128];
+    const kw_secret *hkey;
+} kwi_hmac_stream;
+
+void kwi_hmac_begin(kwi_hmac_stream *st, const kw_secret *hkey);
+void kwi_hmac_update(kwi_hmac_stream *st, const void *data, size_t len);
+void kwi_hmac_end(kwi_hmac_stream *st, unsigned char out[static 32]);
 
 /* HMAC-SHA-256 under ctx's pepper (the stored hash of a key). */
 #define kwi_pepper_hmac(ctx, out, data, len) kwi_hmac_fast((out), (ctx)->pepper_pads, (data), (len))
@@ -76,6 +87,21 @@ void kwi_strlcpy(char *dst, const char *src, size_t cap);
  * detail is a JSON object text or NULL. */
 kw_rc kwi_audit_append(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *target,
                        const char *result, const char *detail);
+
+/* Several records in one transaction: the chain's head is read once
+ * (begin), each record chained to the one before (add), and the head
+ * written once after the last (end, before the commit; a rollback drops
+ * the records and leaves the head as it was). */
+typedef struct kwi_audit_batch {
+    int64_t seq;           /* the last record's */
+    unsigned char mac[32]; /* the last record's MAC */
+} kwi_audit_batch;
+
+kw_rc kwi_audit_batch_begin(kw_ctx *ctx, kwi_audit_batch *b);
+kw_rc kwi_audit_batch_add(kw_ctx *ctx, kwi_audit_batch *b, const kw_actor *actor,
+                          const char *action, const char *target, const char *result,
+                          const char *detail);
+kw_rc kwi_audit_batch_end(kw_ctx *ctx, const kwi_audit_batch *b);
 
 /* A key's sliding-window rate-limit state. */
 typedef struct kwi_rl {

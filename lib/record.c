@@ -503,8 +503,8 @@ KW_API kw_rc kw_key_params_check(kw_ctx *ctx, const kw_key_params *p)
 }
 
 /* Insert one new key and its audit record inside the open transaction. */
-static kw_rc create_one(kw_ctx *ctx, const kw_key_params *p, const kw_actor *actor,
-                        kw_secret **key_out, kw_key_record *rec_out)
+static kw_rc create_one(kw_ctx *ctx, kwi_audit_batch *audit, const kw_key_params *p,
+                        const kw_actor *actor, kw_secret **key_out, kw_key_record *rec_out)
 {
     const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
     kw_secret *key = NULL;
@@ -527,7 +527,7 @@ static kw_rc create_one(kw_ctx *ctx, const kw_key_params *p, const kw_actor *act
     } else if ((detail = audit_detail(&row.rec, NULL, NULL)) == NULL) {
         rc = KW_ERR_NOMEM;
     } else {
-        rc = kwi_audit_append(ctx, actor, "key.create", row.rec.id, "ok", detail);
+        rc = kwi_audit_batch_add(ctx, audit, actor, "key.create", row.rec.id, "ok", detail);
     }
     if (rc == KW_OK)
         rc = give_record(rec_out, &row.rec);
@@ -545,6 +545,7 @@ KW_API kw_rc kw_key_create_many(kw_ctx *ctx, const kw_key_params *params, const 
                                 size_t n, kw_secret **keys_out, kw_key_record *recs_out,
                                 size_t *failed)
 {
+    kwi_audit_batch audit;
     size_t done = 0;
     kw_rc rc = KW_OK;
 
@@ -561,9 +562,13 @@ KW_API kw_rc kw_key_create_many(kw_ctx *ctx, const kw_key_params *params, const 
     if (rc != KW_OK || n == 0)
         return rc;
     rc = begin(ctx);
+    if (rc == KW_OK)
+        rc = kwi_audit_batch_begin(ctx, &audit);
     for (; done < n && rc == KW_OK; done++)
-        rc = create_one(ctx, &params[done], &actors[done], &keys_out[done],
+        rc = create_one(ctx, &audit, &params[done], &actors[done], &keys_out[done],
                         recs_out != NULL ? &recs_out[done] : NULL);
+    if (rc == KW_OK)
+        rc = kwi_audit_batch_end(ctx, &audit); /* the chain's head, once for the batch */
     if (rc == KW_OK)
         rc = kwi_finish(ctx, KW_OK); /* one durable commit for the batch */
     else

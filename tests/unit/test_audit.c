@@ -418,6 +418,57 @@ static void test_tamper_edit_each_field(void **state)
     }
 }
 
+/* A batch of creations (one transaction, the chain's head written once):
+ * one record per key, chained like any others, and the head at the last;
+ * an edit inside the batch, or losing its last record, is found. */
+static void test_batch_chains(void **state)
+{
+    kwt_db *t = *state;
+    enum { N = 5 };
+    kw_key_params p[N];
+    kw_actor actors[N];
+    kw_secret *keys[N];
+    kw_key_record rec;
+
+    for (int i = 0; i < N; i++) {
+        kw_key_params_init(&p[i]);
+        actors[i] = kwt_actor;
+    }
+    kw_secret_free(kwt_key(t, NULL, &rec)); /* record 1, alone */
+    kw_key_record_clear(&rec);
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, NULL, NULL), KW_OK);
+    for (int i = 0; i < N; i++)
+        kw_secret_free(keys[i]);
+    assert_int_equal(audit_count(t), N + 1);
+    assert_chain_ok(t, N + 1);
+    kw_secret_free(kwt_key(t, NULL, &rec)); /* chained after the batch */
+    kw_key_record_clear(&rec);
+    assert_chain_ok(t, N + 2);
+
+    sql(t, "UPDATE audit SET actor = 'mallory' WHERE seq = 3");
+    assert_tampered(t, 3);
+}
+
+static void test_batch_last_record_lost(void **state)
+{
+    kwt_db *t = *state;
+    enum { N = 4 };
+    kw_key_params p[N];
+    kw_actor actors[N];
+    kw_secret *keys[N];
+
+    for (int i = 0; i < N; i++) {
+        kw_key_params_init(&p[i]);
+        actors[i] = kwt_actor;
+    }
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, NULL, NULL), KW_OK);
+    for (int i = 0; i < N; i++)
+        kw_secret_free(keys[i]);
+    assert_chain_ok(t, N);
+    sql(t, "DELETE FROM audit WHERE seq = 4");
+    assert_tampered(t, 4);
+}
+
 static void test_tamper_delete_middle(void **state)
 {
     kwt_db *t = *state;
@@ -682,6 +733,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_key_material, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_intact_after_many, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_tamper_edit_each_field, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_chains, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_last_record_lost, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_tamper_delete_middle, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_tamper_delete_middle_renumbered, kwt_setup,
                                         kwt_teardown),

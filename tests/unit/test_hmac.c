@@ -69,6 +69,38 @@ static void test_matches_libsodium(void **state)
     }
 }
 
+/* In pieces (any split, empty pieces included) the same as one-shot
+ * libsodium; the stream is wiped at its end. */
+static void test_stream(void **state)
+{
+    unsigned char key[32], msg[300], want[32], got[32];
+    kw_secret *k, *pads;
+
+    (void)state;
+    for (size_t len = 0; len <= sizeof(msg); len += 7) {
+        kwi_hmac_stream st;
+        size_t at = 0;
+
+        randombytes_buf(key, sizeof(key));
+        randombytes_buf(msg, len);
+        crypto_auth_hmacsha256(want, msg, len, key);
+        assert_int_equal(kw_secret_from(&k, key, sizeof(key)), KW_OK);
+        assert_int_equal(kwi_hmac_key_new(&pads, k), KW_OK);
+        kwi_hmac_begin(&st, pads);
+        while (at < len) {
+            size_t piece = randombytes_uniform((uint32_t)(len - at + 1));
+            kwi_hmac_update(&st, msg + at, piece);
+            at += piece;
+        }
+        kwi_hmac_end(&st, got);
+        assert_memory_equal(got, want, 32);
+        for (size_t i = 0; i < sizeof(st.ctx); i++)
+            assert_int_equal(st.ctx[i], 0);
+        kw_secret_free(pads);
+        kw_secret_free(k);
+    }
+}
+
 /* One pad state serves many messages: nothing of the last one lingers. */
 static void test_reuse(void **state)
 {
@@ -112,9 +144,8 @@ static void test_eq32(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc4231),
-        cmocka_unit_test(test_matches_libsodium),
-        cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_rfc4231), cmocka_unit_test(test_matches_libsodium),
+        cmocka_unit_test(test_reuse),   cmocka_unit_test(test_stream),
         cmocka_unit_test(test_eq32),
     };
 
