@@ -545,10 +545,10 @@ static void entry_set(entry *e, cold *c, const kw_key_row *row)
 /*
  * Put a row loaded from storage. An entry already there keeps its
  * rate-limit window (unless the limit changed) and the spends not yet
- * written.
+ * written; or, if only_new, is left as it is.
  */
 static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_row *row,
-                            scopeset **hint)
+                            int only_new)
 {
     cold *c;
     entry *e;
@@ -558,9 +558,11 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
     if ((s->n + 1) * 10 > s->cap * 7 && grow(s) != 0)
         return KW_ERR_NOMEM;
     i = probe(s, row->rec.id, h);
+    if (s->slots[i] != 0 && only_new)
+        return KW_OK;
     if (s->slots[i] == 0 && atomic_load(&idx->keys) >= idx->max_keys)
         return KW_ERR_TOO_LARGE;
-    if ((c = cold_new(idx, row, hint)) == NULL)
+    if ((c = cold_new(idx, row, NULL)) == NULL)
         return KW_ERR_NOMEM;
     if (s->slots[i] != 0) {
         e = ent(s, slot_ref(s->slots[i]));
@@ -580,21 +582,6 @@ static kw_rc put_row_locked(kw_index *idx, shard *s, uint64_t h, const kw_key_ro
     }
     entry_set(e, c, row);
     return KW_OK;
-}
-
-/* Put a row loaded from storage, taking its shard's lock; if only_new,
- * a key already indexed is left as it is. */
-static kw_rc put_row(kw_index *idx, const kw_key_row *row, scopeset **hint, int only_new)
-{
-    uint64_t h = id_hash(row->rec.id);
-    shard *s = shard_of(idx, h);
-    kw_rc rc = KW_OK;
-
-    pthread_mutex_lock(&s->lock);
-    if (!only_new || find(s, row->rec.id, h) == NULL)
-        rc = put_row_locked(idx, s, h, row, hint);
-    pthread_mutex_unlock(&s->lock);
-    return rc;
 }
 
 static int indexed(kw_index *idx, const char *id)
@@ -645,7 +632,7 @@ static kw_rc reload(kw_index *idx, kw_ctx *ctx, const char *id, int sync_held, i
         rc = KW_OK;
     } else if (rc == KW_OK) {
         atomic_fetch_add(&idx->reloads, 1);
-        rc = put_row_locked(idx, s, h, &row, NULL);
+        rc = put_row_locked(idx, s, h, &row, 0);
         kwi_key_row_clear(&row);
     } else {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
@@ -702,6 +689,8 @@ KW_API kw_rc kw_index_add(kw_index *idx, kw_ctx *ctx, const kw_key_record *rec,
 {
     kw_key_parts parts;
     kw_key_row row;
+    uint64_t h;
+    shard *s;
     kw_rc rc;
 
     /* Only what a creation hands out: the key must be the record's. */
@@ -709,12 +698,16 @@ KW_API kw_rc kw_index_add(kw_index *idx, kw_ctx *ctx, const kw_key_record *rec,
         strcmp(parts.id, rec->id) != 0 || rec->revoked_at != 0 || rec->rotated_from[0] != '\0')
         return KW_ERR_INVALID;
     memset(&row, 0, sizeof(row));
-    row.rec = *rec; /* borrowed strings: put_row copies what it keeps */
+    row.rec = *rec; /* borrowed strings: put_row_locked copies what it keeps */
     kwi_pepper_hmac(ctx, row.hash, kw_secret_cdata(key), kw_secret_len(key));
     row.has_hash = 1;
     /* If the key is there already, a sync loaded it from storage after the
      * commit: that row is at least as new as rec. */
-    rc = put_row(idx, &row, NULL, 1);
+    h = id_hash(rec->id);
+    s = shard_of(idx, h);
+    pthread_mutex_lock(&s->lock);
+    rc = put_row_locked(idx, s, h, &row, 1);
+    pthread_mutex_unlock(&s->lock);
     sodium_memzero(row.hash, sizeof(row.hash));
     return rc;
 }
