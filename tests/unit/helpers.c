@@ -55,6 +55,29 @@ kw_secret *kwt_key(kwt_db *t, const kw_key_params *p, kw_key_record *rec)
     return key;
 }
 
+void kwt_keys_batch(kwt_db *t, size_t n)
+{
+    kw_key_params *p = calloc(n, sizeof(*p));
+    kw_actor *actors = calloc(n, sizeof(*actors));
+    kw_secret **keys = calloc(n, sizeof(*keys));
+    kw_rc rc;
+
+    assert_true(p != NULL && actors != NULL && keys != NULL);
+    for (size_t i = 0; i < n; i++) {
+        kw_key_params_init(&p[i]);
+        actors[i] = kwt_actor;
+    }
+    rc = kw_key_create_many(t->ctx, p, actors, n, keys, NULL, NULL);
+    if (rc != KW_OK)
+        fprintf(stderr, "kw_key_create_many: %s: %s\n", kw_strerror(rc), kw_errmsg(t->ctx));
+    assert_int_equal(rc, KW_OK);
+    for (size_t i = 0; i < n; i++)
+        kw_secret_free(keys[i]);
+    free(keys);
+    free(actors);
+    free(p);
+}
+
 kw_verdict kwt_verify(kwt_db *t, const kw_secret *key, const char *const *scopes, uint32_t cost,
                       kw_verify_result *out)
 {

@@ -23,6 +23,10 @@ extern const kw_actor kwt_actor;
  * returns the key (caller frees) and fills rec. Aborts on failure. */
 kw_secret *kwt_key(kwt_db *t, const kw_key_params *p, kw_key_record *rec);
 
+/* Create n keys with default settings in one kw_key_create_many (one
+ * transaction, actor kwt_actor); the keys are not kept. Aborts on failure. */
+void kwt_keys_batch(kwt_db *t, size_t n);
+
 /* Verify helper: NULL-terminated required scopes, cost; returns the verdict. */
 kw_verdict kwt_verify(kwt_db *t, const kw_secret *key, const char *const *scopes, uint32_t cost,
                       kw_verify_result *out);

@@ -425,20 +425,11 @@ static void test_batch_chains(void **state)
 {
     kwt_db *t = *state;
     enum { N = 5 };
-    kw_key_params p[N];
-    kw_actor actors[N];
-    kw_secret *keys[N];
     kw_key_record rec;
 
-    for (int i = 0; i < N; i++) {
-        kw_key_params_init(&p[i]);
-        actors[i] = kwt_actor;
-    }
     kw_secret_free(kwt_key(t, NULL, &rec)); /* record 1, alone */
     kw_key_record_clear(&rec);
-    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, NULL, NULL), KW_OK);
-    for (int i = 0; i < N; i++)
-        kw_secret_free(keys[i]);
+    kwt_keys_batch(t, N);
     assert_int_equal(audit_count(t), N + 1);
     assert_chain_ok(t, N + 1);
     kw_secret_free(kwt_key(t, NULL, &rec)); /* chained after the batch */
@@ -453,17 +444,8 @@ static void test_batch_last_record_lost(void **state)
 {
     kwt_db *t = *state;
     enum { N = 4 };
-    kw_key_params p[N];
-    kw_actor actors[N];
-    kw_secret *keys[N];
 
-    for (int i = 0; i < N; i++) {
-        kw_key_params_init(&p[i]);
-        actors[i] = kwt_actor;
-    }
-    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, NULL, NULL), KW_OK);
-    for (int i = 0; i < N; i++)
-        kw_secret_free(keys[i]);
+    kwt_keys_batch(t, N);
     assert_chain_ok(t, N);
     sql(t, "DELETE FROM audit WHERE seq = 4");
     assert_tampered(t, 4);

@@ -528,20 +528,11 @@ static void test_open_fails_midway(void **state)
 {
     kwt_db *t = *state;
     enum { N = 200 };
-    kw_key_params p[N];
-    kw_actor actors[N];
-    kw_secret *keys[N];
     kw_index *idx = NULL;
     char path[512], sql[160];
     sqlite3 *db;
 
-    for (int i = 0; i < N; i++) {
-        kw_key_params_init(&p[i]);
-        actors[i] = actor;
-    }
-    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, NULL, NULL), KW_OK);
-    for (int i = 0; i < N; i++)
-        kw_secret_free(keys[i]);
+    kwt_keys_batch(t, N);
     /* More scopes than any key may hold: the loader refuses the row. */
     snprintf(path, sizeof(path), "%s", t->url + strlen("sqlite:"));
     snprintf(sql, sizeof(sql),
