@@ -93,7 +93,7 @@ static kw_rc seed_row(kw_ctx *ctx, sqlite3_stmt *st, int64_t rowno, kw_key_row *
     row->has_legacy = 1;
     if (owner == NULL || !kwi_text_ok(owner, KW_OWNER_MAX) || !kwi_text_ok(name, KW_NAME_MAX)) {
         kwi_seterr(ctx,
-                   "row %lld: user_id missing, or user_id/name longer than %d bytes or "
+                   "row %lld: user_id missing, or user_id/name longer than %d bytes, not UTF-8 or "
                    "holding control characters",
                    (long long)rowno, KW_OWNER_MAX);
         return KW_ERR_INVALID;

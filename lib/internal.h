@@ -131,7 +131,7 @@ int64_t kwi_usage_bucket(int64_t t);
 /* Write the audit head of an empty trail (a new database). */
 kw_rc kwi_audit_genesis(kw_ctx *ctx);
 
-/* Printable text without control characters, at most max bytes (NULL is ok). */
+/* UTF-8 text without control characters, at most max bytes (NULL is ok). */
 int kwi_text_ok(const char *s, size_t max);
 
 /* Validate params the way create and update do; message goes to ctx. */
@@ -149,5 +149,32 @@ kw_rc kwi_scopes_split(const char *s, char ***out, size_t *n);
 
 /* Format Unix seconds as RFC 3339 UTC ("2026-11-22T07:31:52Z"). */
 void kwi_time_format(char out[static 32], int64_t t);
+
+/* A growable JSON text (lib/jsonw.c), written the way jansson's compact
+ * form would be. A failed allocation (or a text beyond 64 MiB) makes every
+ * later call a no-op and kwi_jw_finish return NULL. */
+typedef struct kwi_jw {
+    char *p;
+    size_t n, cap;
+    int failed;
+} kwi_jw;
+
+void kwi_jw_init(kwi_jw *w, size_t cap);
+void kwi_jw_raw(kwi_jw *w, const char *s, size_t len);
+void kwi_jw_lit(kwi_jw *w, const char *s);
+/* A JSON string (NULL: null); bytes that are not UTF-8 become U+FFFD. */
+void kwi_jw_str(kwi_jw *w, const char *s);
+void kwi_jw_int(kwi_jw *w, long long v);
+/* An RFC 3339 time as a string, or null for 0. */
+void kwi_jw_time(kwi_jw *w, int64_t t);
+/* A stored JSON object text, compacted ("{}" for NULL or anything that is
+ * not a JSON object). */
+void kwi_jw_object_text(kwi_jw *w, const char *text);
+/* The NUL-terminated text (the caller frees it), or NULL if anything failed. */
+char *kwi_jw_finish(kwi_jw *w);
+
+/* Is s well-formed UTF-8 (no overlong forms, surrogates, or code points
+ * beyond U+10FFFF)? */
+int kwi_utf8_valid(const char *s);
 
 #endif

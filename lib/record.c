@@ -27,7 +27,7 @@ int kwi_text_ok(const char *s, size_t max)
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return 0;
-    return 1;
+    return kwi_utf8_valid(s);
 }
 
 static kw_rc scopes_check(kw_ctx *ctx, const char *const *scopes, size_t n)
@@ -85,11 +85,13 @@ kw_rc kwi_params_check(kw_ctx *ctx, const kw_key_params *p, unsigned fields)
     kw_rc rc;
 
     if ((fields & KW_CHANGE_OWNER) && !kwi_text_ok(p->owner, KW_OWNER_MAX)) {
-        kwi_seterr(ctx, "owner must be at most %d printable bytes", KW_OWNER_MAX);
+        kwi_seterr(ctx, "owner must be UTF-8 text of at most %d bytes, without control characters",
+                   KW_OWNER_MAX);
         return KW_ERR_INVALID;
     }
     if ((fields & KW_CHANGE_NAME) && !kwi_text_ok(p->name, KW_NAME_MAX)) {
-        kwi_seterr(ctx, "name must be at most %d printable bytes", KW_NAME_MAX);
+        kwi_seterr(ctx, "name must be UTF-8 text of at most %d bytes, without control characters",
+                   KW_NAME_MAX);
         return KW_ERR_INVALID;
     }
     if ((fields & KW_CHANGE_SCOPES) && (rc = scopes_check(ctx, p->scopes, p->nscopes)) != KW_OK)
@@ -322,16 +324,6 @@ kw_rc kwi_scopes_split(const char *s, char ***out, size_t *n)
 
 /* ---- JSON --------------------------------------------------------------- */
 
-static json_t *time_or_null(int64_t t)
-{
-    char buf[32];
-
-    if (t == 0)
-        return json_null();
-    kwi_time_format(buf, t);
-    return json_string(buf);
-}
-
 KW_API const char *kw_key_status(const kw_key_record *r, int64_t now)
 {
     if (r->revoked_at)
@@ -345,61 +337,82 @@ KW_API const char *kw_key_status(const kw_key_record *r, int64_t now)
     return "active";
 }
 
-/* Build the record object; NULL on OOM. */
-static json_t *record_object(const kw_key_record *r)
+/* The record as a JSON object. The audit detail (audit != 0) leaves out
+ * what changes without a change (last use, status) and may add one field. */
+static char *record_json(const kw_key_record *r, int audit, const char *extra_name,
+                         const char *extra)
 {
-    json_t *o = json_object(), *scopes = json_array(), *meta, *rl;
+    kwi_jw w;
 
-    if (o == NULL || scopes == NULL) {
-        json_decref(o);
-        json_decref(scopes);
-        return NULL;
+    kwi_jw_init(&w, 512);
+    kwi_jw_lit(&w, "{\"id\":");
+    kwi_jw_str(&w, r->id);
+    kwi_jw_lit(&w, ",\"prefix\":");
+    kwi_jw_str(&w, r->prefix);
+    kwi_jw_lit(&w, ",\"owner\":");
+    kwi_jw_str(&w, r->owner);
+    kwi_jw_lit(&w, ",\"name\":");
+    kwi_jw_str(&w, r->name);
+    kwi_jw_lit(&w, ",\"scopes\":[");
+    for (size_t i = 0; i < r->nscopes; i++) {
+        if (i > 0)
+            kwi_jw_raw(&w, ",", 1);
+        kwi_jw_str(&w, r->scopes[i]);
     }
-    for (size_t i = 0; i < r->nscopes; i++)
-        json_array_append_new(scopes, json_string(r->scopes[i]));
-    meta = json_loads(r->meta, 0, NULL);
-    if (r->rate_limit)
-        rl = json_pack("{s:I,s:I}", "limit", (json_int_t)r->rate_limit, "window_ms",
-                       (json_int_t)r->rate_window_ms);
+    kwi_jw_lit(&w, "],\"meta\":");
+    kwi_jw_object_text(&w, r->meta);
+    if (!audit) {
+        kwi_jw_lit(&w, ",\"status\":");
+        kwi_jw_str(&w, kw_key_status(r, kw_now()));
+    }
+    kwi_jw_lit(&w, ",\"created_at\":");
+    kwi_jw_time(&w, r->created_at);
+    kwi_jw_lit(&w, ",\"not_before\":");
+    kwi_jw_time(&w, r->not_before);
+    kwi_jw_lit(&w, ",\"expires_at\":");
+    kwi_jw_time(&w, r->expires_at);
+    if (!audit) {
+        kwi_jw_lit(&w, ",\"last_used_at\":");
+        kwi_jw_time(&w, r->last_used_at);
+    }
+    kwi_jw_lit(&w, r->enabled ? ",\"enabled\":true" : ",\"enabled\":false");
+    kwi_jw_lit(&w, ",\"revoked_at\":");
+    kwi_jw_time(&w, r->revoked_at);
+    kwi_jw_lit(&w, ",\"credits\":");
+    if (r->credits == KW_CREDITS_UNLIMITED)
+        kwi_jw_lit(&w, "null");
     else
-        rl = json_null();
-    json_object_set_new(o, "id", json_string(r->id));
-    json_object_set_new(o, "prefix", json_string(r->prefix));
-    json_object_set_new(o, "owner", json_string(r->owner));
-    json_object_set_new(o, "name", json_string(r->name));
-    json_object_set_new(o, "scopes", scopes);
-    json_object_set_new(o, "meta", meta ? meta : json_object());
-    json_object_set_new(o, "status", json_string(kw_key_status(r, kw_now())));
-    json_object_set_new(o, "created_at", time_or_null(r->created_at));
-    json_object_set_new(o, "not_before", time_or_null(r->not_before));
-    json_object_set_new(o, "expires_at", time_or_null(r->expires_at));
-    json_object_set_new(o, "last_used_at", time_or_null(r->last_used_at));
-    json_object_set_new(o, "enabled", json_boolean(r->enabled));
-    json_object_set_new(o, "revoked_at", time_or_null(r->revoked_at));
-    json_object_set_new(o, "credits",
-                        r->credits == KW_CREDITS_UNLIMITED ? json_null()
-                                                           : json_integer((json_int_t)r->credits));
-    json_object_set_new(o, "ratelimit", rl);
-    json_object_set_new(o, "rotated_from",
-                        r->rotated_from[0] ? json_string(r->rotated_from) : json_null());
-    json_object_set_new(o, "rotated_to",
-                        r->rotated_to[0] ? json_string(r->rotated_to) : json_null());
-    json_object_set_new(o, "legacy", json_boolean(r->legacy));
-    json_object_set_new(o, "external_id",
-                        r->external_id ? json_string(r->external_id) : json_null());
-    return o;
+        kwi_jw_int(&w, (long long)r->credits);
+    kwi_jw_lit(&w, ",\"ratelimit\":");
+    if (r->rate_limit != 0) {
+        kwi_jw_lit(&w, "{\"limit\":");
+        kwi_jw_int(&w, (long long)r->rate_limit);
+        kwi_jw_lit(&w, ",\"window_ms\":");
+        kwi_jw_int(&w, (long long)r->rate_window_ms);
+        kwi_jw_raw(&w, "}", 1);
+    } else {
+        kwi_jw_lit(&w, "null");
+    }
+    kwi_jw_lit(&w, ",\"rotated_from\":");
+    kwi_jw_str(&w, r->rotated_from[0] ? r->rotated_from : NULL);
+    kwi_jw_lit(&w, ",\"rotated_to\":");
+    kwi_jw_str(&w, r->rotated_to[0] ? r->rotated_to : NULL);
+    kwi_jw_lit(&w, r->legacy ? ",\"legacy\":true" : ",\"legacy\":false");
+    kwi_jw_lit(&w, ",\"external_id\":");
+    kwi_jw_str(&w, r->external_id);
+    if (extra_name != NULL) {
+        kwi_jw_raw(&w, ",", 1);
+        kwi_jw_str(&w, extra_name);
+        kwi_jw_raw(&w, ":", 1);
+        kwi_jw_str(&w, extra);
+    }
+    kwi_jw_raw(&w, "}", 1);
+    return kwi_jw_finish(&w);
 }
 
 KW_API char *kw_key_record_json(const kw_key_record *r)
 {
-    json_t *o = record_object(r);
-    char *out;
-
-    if (o == NULL)
-        return NULL;
-    out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return out;
+    return record_json(r, 0, NULL, NULL);
 }
 
 /* ---- changes ------------------------------------------------------------ */
@@ -407,18 +420,7 @@ KW_API char *kw_key_record_json(const kw_key_record *r)
 /* Audit detail: the record's settings after the change (never the key). */
 static char *audit_detail(const kw_key_record *r, const char *extra_name, const char *extra)
 {
-    json_t *o = record_object(r);
-    char *out;
-
-    if (o == NULL)
-        return NULL;
-    json_object_del(o, "last_used_at");
-    json_object_del(o, "status");
-    if (extra_name != NULL)
-        json_object_set_new(o, extra_name, json_string(extra));
-    out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return out;
+    return record_json(r, 1, extra_name, extra);
 }
 
 /* Write the audit record and commit; on any failure roll back (fail closed). */

@@ -25,120 +25,64 @@ KW_API const char *kw_verdict_name(kw_verdict v)
     return verdict_names[v];
 }
 
-/* The verify answer is written by hand: it is on the path of every
+/* The verify answer is written by hand (kwi_jw): it is on the path of every
  * POST /v1/keys/verify, and building it with jansson (meta parsed, then
  * everything serialised again) cost more than the verification. The output
  * is what jansson's compact form would be. */
-typedef struct out_buf {
-    char *p;
-    size_t n;
-} out_buf;
-
-static void put(out_buf *b, const char *s, size_t len)
-{
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-}
-
-static void put_s(out_buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped; other
- * bytes (UTF-8) as they are. At most 6 bytes a byte, plus 2. */
-static void put_str(out_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-
-    b->p[b->n++] = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            b->p[b->n++] = '\\';
-            b->p[b->n++] = (char)c;
-        } else if (c < 0x20) {
-            const char *e = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
-            if (e != NULL) {
-                put_s(b, e);
-            } else {
-                put_s(b, "\\u00");
-                b->p[b->n++] = hex[c >> 4];
-                b->p[b->n++] = hex[c & 15];
-            }
-        } else {
-            b->p[b->n++] = (char)c;
-        }
-    }
-    b->p[b->n++] = '"';
-}
-
-static void put_int(out_buf *b, long long v)
-{
-    b->n += (size_t)snprintf(b->p + b->n, 24, "%lld", v);
-}
-
 KW_API char *kw_verify_result_json(const kw_verify_result *r)
 {
     const kw_key_record *k = &r->key;
     /* Stored meta is compact JSON written by jansson; anything else shows as {}. */
     const char *meta = r->found && k->meta != NULL && k->meta[0] == '{' ? k->meta : "{}";
     size_t cap = 320 + strlen(meta), i;
-    out_buf b;
+    kwi_jw w;
 
     if (r->found) {
         cap += 6 * (strlen(k->id) + strlen(k->owner)) + 2;
         for (i = 0; i < k->nscopes; i++)
             cap += 6 * strlen(k->scopes[i]) + 3;
     }
-    if ((b.p = malloc(cap)) == NULL)
-        return NULL;
-    b.n = 0;
-    put_s(&b, r->code == KW_VALID ? "{\"valid\":true,\"code\":\"" : "{\"valid\":false,\"code\":\"");
-    put_s(&b, kw_verdict_name(r->code));
-    put_s(&b, "\",\"id\":");
+    kwi_jw_init(&w, cap); /* room for it all: no copy on the way */
+    kwi_jw_lit(&w, r->code == KW_VALID ? "{\"valid\":true,\"code\":\""
+                                       : "{\"valid\":false,\"code\":\"");
+    kwi_jw_lit(&w, kw_verdict_name(r->code));
+    kwi_jw_lit(&w, "\",\"id\":");
     if (!r->found) {
-        put_s(&b, "null,\"owner\":null,\"scopes\":null,\"meta\":null,\"expires_at\":null");
+        kwi_jw_lit(&w, "null,\"owner\":null,\"scopes\":null,\"meta\":null,\"expires_at\":null");
     } else {
-        put_str(&b, k->id);
-        put_s(&b, ",\"owner\":");
-        put_str(&b, k->owner);
-        put_s(&b, ",\"scopes\":[");
+        kwi_jw_str(&w, k->id);
+        kwi_jw_lit(&w, ",\"owner\":");
+        kwi_jw_str(&w, k->owner);
+        kwi_jw_lit(&w, ",\"scopes\":[");
         for (i = 0; i < k->nscopes; i++) {
             if (i > 0)
-                b.p[b.n++] = ',';
-            put_str(&b, k->scopes[i]);
+                kwi_jw_raw(&w, ",", 1);
+            kwi_jw_str(&w, k->scopes[i]);
         }
-        put_s(&b, "],\"meta\":");
-        put_s(&b, meta);
-        put_s(&b, ",\"expires_at\":");
-        if (k->expires_at != 0) {
-            char t[32];
-            kwi_time_format(t, k->expires_at);
-            put_str(&b, t);
-        } else {
-            put_s(&b, "null");
-        }
+        kwi_jw_lit(&w, "],\"meta\":");
+        kwi_jw_lit(&w, meta);
+        kwi_jw_lit(&w, ",\"expires_at\":");
+        kwi_jw_time(&w, k->expires_at);
     }
-    put_s(&b, ",\"remaining\":");
+    kwi_jw_lit(&w, ",\"remaining\":");
     if (!r->found || r->remaining == KW_CREDITS_UNLIMITED)
-        put_s(&b, "null");
+        kwi_jw_lit(&w, "null");
     else
-        put_int(&b, (long long)r->remaining);
-    put_s(&b, ",\"ratelimit\":");
+        kwi_jw_int(&w, (long long)r->remaining);
+    kwi_jw_lit(&w, ",\"ratelimit\":");
     if (r->found && r->rl_limit) {
-        put_s(&b, "{\"limit\":");
-        put_int(&b, (long long)r->rl_limit);
-        put_s(&b, ",\"remaining\":");
-        put_int(&b, (long long)r->rl_remaining);
-        put_s(&b, ",\"reset_ms\":");
-        put_int(&b, (long long)r->rl_reset_ms);
-        put_s(&b, "}");
+        kwi_jw_lit(&w, "{\"limit\":");
+        kwi_jw_int(&w, (long long)r->rl_limit);
+        kwi_jw_lit(&w, ",\"remaining\":");
+        kwi_jw_int(&w, (long long)r->rl_remaining);
+        kwi_jw_lit(&w, ",\"reset_ms\":");
+        kwi_jw_int(&w, (long long)r->rl_reset_ms);
+        kwi_jw_raw(&w, "}", 1);
     } else {
-        put_s(&b, "null");
+        kwi_jw_lit(&w, "null");
     }
-    put(&b, "}", 2); /* and the NUL */
-    return b.p;
+    kwi_jw_raw(&w, "}", 1);
+    return kwi_jw_finish(&w);
 }
 
 KW_API void kw_verify_result_clear(kw_verify_result *r)
