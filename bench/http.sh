@@ -6,7 +6,7 @@
 #   1. GET /v1/auth with a valid key            vs nginx: a static map on Authorization
 #   2. POST /v1/keys/verify {"key": ...}        vs nginx: admin bearer by map, fixed 200 body
 #   3. POST /v1/keys (key creation; no reference row): keyward on core 0,
-#      then on both cores
+#      then on both cores, with 64 and with 256 connections
 #   4. start-up: exec of `keyward serve` to the first 200 from /readyz
 #
 # Method: each server on core 0 with one event loop (keyward --threads 1,
@@ -39,6 +39,7 @@ startup_db=${startup_db#sqlite:}
 startup_pepper=${KW_BENCH_PEPPER_FILE:-}
 conns=32          # wrk connections for the verification rows
 create_conns=64   # for key creation: enough concurrent writers for group commit to batch
+create_conns_many=256  # and with more writers: bigger groups, fewer commits per key
 startup_runs=3    # start-up is measured this many times; the median is shown
 rounds=${KW_BENCH_ROUNDS:-3}  # interleaved wrk rounds per server and row; the median is shown
 
@@ -340,6 +341,7 @@ run_wrk create-kw create "$kw_port" $create_conns
 # runs, and measure again.
 taskset -a -p -c 0,1 "$kw_pid" >/dev/null || die "taskset -a -p $kw_pid failed"
 run_wrk create2-kw create "$kw_port" $create_conns
+run_wrk create3-kw create "$kw_port" $create_conns_many
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 # Flag the run when something else kept a core busy before it began (during
 # the rows, wrk and the server themselves keep the load near 2).
@@ -442,6 +444,7 @@ it checks only the admin bearer and never looks at the key in the body.
 |---|---:|---:|---:|---:|
 | \`POST /v1/keys\` (SQLite; \`-c$create_conns\` so commits can be grouped), keyward on core 0 | $(rps create-kw) | $(ms create-kw p50_us) | $(ms create-kw p99_us) | $(errors create-kw) |
 | same, keyward on both cores (wrk on core 1) | $(rps create2-kw) | $(ms create2-kw p50_us) | $(ms create2-kw p99_us) | $(errors create2-kw) |
+| same, both cores, \`-c$create_conns_many\` | $(rps create3-kw) | $(ms create3-kw p50_us) | $(ms create3-kw p99_us) | $(errors create3-kw) |
 
 | start-up: exec of \`keyward serve\` to the first 200 from \`/readyz\` | keys | ms (median of $startup_runs) | all runs, ms | index built in, s |
 |---|---:|---:|---|---:|
@@ -449,6 +452,6 @@ it checks only the admin bearer and never looks at the key in the body.
 EOF
 
 # Any error answer or socket error fails the run (after the tables are out).
-for row in auth-kw auth-ng verify-kw verify-ng create-kw create2-kw; do
+for row in auth-kw auth-ng verify-kw verify-ng create-kw create2-kw create3-kw; do
     [ "$(errors $row)" = 0 ] || die "$row: $(errors $row) (wrk output: see above)"
 done
