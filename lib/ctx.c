@@ -135,3 +135,32 @@ KW_API void kw_close(kw_ctx *ctx)
     kw_secret_free(ctx->audit_pads);
     free(ctx);
 }
+
+KW_API kw_rc kw_defer_checkpoints(kw_ctx *ctx)
+{
+    kw_rc rc;
+
+    if (ctx->store->ops->wal_defer == NULL)
+        return KW_OK;
+    rc = ctx->store->ops->wal_defer(ctx->store);
+    if (rc != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    return rc;
+}
+
+KW_API kw_rc kw_checkpoint(kw_ctx *ctx, int64_t *log_frames, int64_t *copied)
+{
+    kw_rc rc;
+
+    if (ctx->store->ops->wal_checkpoint == NULL) {
+        if (log_frames != NULL)
+            *log_frames = 0;
+        if (copied != NULL)
+            *copied = 0;
+        return KW_OK;
+    }
+    rc = ctx->store->ops->wal_checkpoint(ctx->store, log_frames, copied);
+    if (rc != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    return rc;
+}

@@ -202,6 +202,10 @@ int kws_committer_start(const kws_config *cfg, kw_index *index)
         fprintf(stderr, "keyward serve: the key committer cannot open the database: %s\n", err);
         return -1;
     }
+    /* Its commits must not stall on copying the log: the index writer
+     * thread checkpoints (server/loop.c). */
+    if (kw_defer_checkpoints(C.ctx) != KW_OK)
+        fprintf(stderr, "keyward serve: %s\n", kw_errmsg(C.ctx));
     C.index = index;
     C.stop = 0;
     if (pthread_create(&C.tid, NULL, committer_main, NULL) != 0) {

@@ -164,12 +164,14 @@ static void *sync_main(void *arg)
     char err[256] = "";
     kw_open_opts oo = {.create = 0, .err = err, .err_len = sizeof(err)};
     kw_ctx *ctx = NULL;
-    int failing = 0;
+    int failing = 0, ckpt_failing = 0;
 
     if (kw_open(&ctx, cfg->db_url, cfg->pepper, &oo) != KW_OK) {
         fprintf(stderr, "keyward serve: the index writer cannot open the database: %s\n", err);
         return NULL;
     }
+    if (kw_defer_checkpoints(ctx) != KW_OK)
+        fprintf(stderr, "keyward serve: %s\n", kw_errmsg(ctx));
     /* Background work: when it shares a core with a loop, the loop goes
      * first (this thread's wake-ups every sync_ms showed in the loops' p99). */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
@@ -177,9 +179,16 @@ static void *sync_main(void *arg)
                 strerror(errno));
     while (atomic_load(&stopping) != 2) {
         kw_rc rc = kw_index_sync(shared_index, ctx);
+
         if (rc != KW_OK && !failing)
             fprintf(stderr, "keyward serve: index sync failed (will retry): %s\n", kw_errmsg(ctx));
         failing = rc != KW_OK;
+        /* The writers leave checkpoints to this thread (kw_defer_checkpoints):
+         * the log's pages are copied into the database here, off their path. */
+        rc = kw_checkpoint(ctx, NULL, NULL);
+        if (rc != KW_OK && !ckpt_failing)
+            fprintf(stderr, "keyward serve: checkpoint failed (will retry): %s\n", kw_errmsg(ctx));
+        ckpt_failing = rc != KW_OK;
         if (atomic_load(&stopping) == 2)
             break;
         usleep((useconds_t)cfg->sync_ms * 1000);
@@ -224,6 +233,8 @@ static int prepare(const kws_config *cfg, kws_thread *ts, int n, char *where, si
         char err[256] = "";
         kw_open_opts oo = {.create = 0, .err = err, .err_len = sizeof(err)};
         kw_rc rc = kw_open(&ts[i].kw, cfg->db_url, cfg->pepper, &oo);
+        if (rc == KW_OK && (rc = kw_defer_checkpoints(ts[i].kw)) != KW_OK)
+            snprintf(err, sizeof(err), "%s", kw_errmsg(ts[i].kw));
         if (rc != KW_OK) {
             fprintf(stderr, "keyward serve: %s: %s\n", kw_strerror(rc), err);
             return rc == KW_ERR_NOMEM ? 5 : 3;

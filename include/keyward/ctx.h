@@ -68,6 +68,28 @@ KW_API kw_rc kw_open(kw_ctx **out, const char *db_url, const kw_secret *pepper,
 KW_API void kw_close(kw_ctx *ctx);
 
 /**
+ * Stop this context's commits from copying the write-ahead log into the
+ * database themselves (SQLite: a checkpoint every 1000 pages, which stalls
+ * the commit that triggers it), for a process that runs kw_checkpoint
+ * from a thread of its own instead. A commit still checkpoints once the
+ * log reaches 8192 pages (32 MiB): by then the other thread has copied
+ * nearly all of it, and only a commit can start the log over. A no-op for
+ * back ends without such a log.
+ * @return KW_OK or KW_ERR_STORAGE.
+ */
+KW_API kw_rc kw_defer_checkpoints(kw_ctx *ctx) KW_WARN_UNUSED;
+
+/**
+ * Copy what the write-ahead log holds into the database, as far as the
+ * readers of the moment allow, waiting for no reader or writer (SQLite: a
+ * PASSIVE checkpoint). Cheap when there is nothing new.
+ * @param log_frames optional: receives the log's size, in pages.
+ * @param copied optional: receives how many of them are now in the database.
+ * @return KW_OK or KW_ERR_STORAGE.
+ */
+KW_API kw_rc kw_checkpoint(kw_ctx *ctx, int64_t *log_frames, int64_t *copied) KW_WARN_UNUSED;
+
+/**
  * Detail of the last failure on `ctx` (never holds key material).
  * @return a string owned by ctx, valid until the next call; never NULL.
  */

@@ -100,6 +100,14 @@ typedef struct kw_store_ops {
     kw_rc (*key_count)(kw_store *s, int64_t *n);
     /* Another connection to the same database (for a second thread). */
     kw_rc (*reopen)(kw_store *s, kw_store **out);
+    /* Checkpoints of a write-ahead log (NULL for a back end without one).
+     * wal_defer: this connection's commits no longer copy the log into the
+     * database themselves, but at a far larger log;
+     * wal_checkpoint: copy what it can now, waiting for no reader or
+     * writer; log_frames / copied get the log's size and how much of it is
+     * in the database (either may be NULL). */
+    kw_rc (*wal_defer)(kw_store *s);
+    kw_rc (*wal_checkpoint)(kw_store *s, int64_t *log_frames, int64_t *copied);
 
     kw_rc (*audit_append)(kw_store *s, const kw_audit_row *row);
     kw_rc (*audit_list)(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, size_t *n);
