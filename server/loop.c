@@ -213,6 +213,9 @@ void kws_setup_config(void)
     h2o_config_init(&config);
     /* h2o refuses bodies over this itself; handlers cap JSON at KWS_BODY_MAX. */
     config.max_request_entity_size = 1024 * 1024;
+    /* No Server header: it named libh2o and its version to every client,
+     * and formatting it was a sprintf on every answer. */
+    config.server_name = h2o_iovec_init("", 0);
     host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     path = h2o_config_register_path(host, "/", 0);
     handler = h2o_create_handler(path, sizeof(*handler));

@@ -386,6 +386,13 @@ class KeysApi(ServerTestCase):
         st, h, d = self.req("GET", "/readyz")
         self.assertEqual((st, d), (200, {"status": "ready"}))
 
+    def test_no_server_header(self):
+        # The HTTP library's name and version are nobody's business.
+        for path in ("/healthz", "/v1/auth", "/v1/keys", "/no/such/path"):
+            with self.subTest(path=path):
+                st, h, _ = self.req("GET", path)
+                self.assertNotIn("server", h, (st, h))
+
 
 class Gateway(ServerTestCase):
     """GET /v1/auth."""
