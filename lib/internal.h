@@ -173,6 +173,23 @@ void kwi_jw_object_text(kwi_jw *w, const char *text);
 /* The NUL-terminated text (the caller frees it), or NULL if anything failed. */
 char *kwi_jw_finish(kwi_jw *w);
 
+/* Block base62 (docs/tokens.md): 8 bytes to 11 digits, a last block of k
+ * bytes to the fewest digits that hold it. decode refuses any text that is
+ * not the encoding of some bytes; out needs room for len * 8 / 11 + 8. */
+size_t kwi_b62blk_len(size_t nbytes);
+void kwi_b62blk_encode(char *out, const unsigned char *in, size_t n);
+int kwi_b62blk_decode(unsigned char *out, size_t *n, const char *in, size_t len);
+
+/* A new token's text (lib/token.c), signed with the 32-byte HMAC key of
+ * keyring entry kid; err gets why it was refused. */
+kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32_t kid,
+                     const kw_token_params *p, const char id[static KW_ID_LEN + 1],
+                     int64_t issued_at, char *err, size_t err_len);
+/* Parse a token and check its tag under key: 1 if it is right. *info gets
+ * what it claims whenever it parsed (free it), NULL otherwise. */
+int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[static 32],
+                     kw_token_info **info);
+
 /* Is s well-formed UTF-8 (no overlong forms, surrogates, or code points
  * beyond U+10FFFF)? */
 int kwi_utf8_valid(const char *s);

@@ -15,5 +15,6 @@
 #include <keyward/import.h>
 #include <keyward/index.h>
 #include <keyward/usage.h>
+#include <keyward/token.h>
 
 #endif

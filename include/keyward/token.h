@@ -1,0 +1,117 @@
+/*
+ * keyward — stateless keys ("tokens"): signed, attenuable, verified with no
+ * storage read. The format is docs/tokens.md; verification goes through
+ * kw_verify like any key, with the same result codes.
+ */
+#ifndef KEYWARD_TOKEN_H
+#define KEYWARD_TOKEN_H
+
+#include <keyward/common.h>
+#include <keyward/key.h>
+#include <keyward/record.h>
+#include <keyward/secret.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KW_TOKEN_VERSION 1
+/** Longest token text accepted (and longest kw_verify accepts). */
+#define KW_TOKEN_MAX 2048
+#define KW_TOKEN_CAVEATS_MAX 16
+#define KW_AUDIENCE_MAX 64
+
+typedef enum kw_caveat_type {
+    KW_CAVEAT_SCOPES = 1,
+    KW_CAVEAT_EXPIRES = 2,
+    KW_CAVEAT_NOT_BEFORE = 3,
+    KW_CAVEAT_AUDIENCE = 4,
+    KW_CAVEAT_ADDRESS = 5,
+    KW_CAVEAT_ID = 6,
+} kw_caveat_type;
+
+/** One restriction of a token, as read from it. */
+typedef struct kw_token_caveat {
+    kw_caveat_type type;
+    char **scopes; /**< SCOPES */
+    size_t nscopes;
+    int64_t time; /**< EXPIRES, NOT_BEFORE */
+    char *text;   /**< AUDIENCE; ADDRESS as "ADDR/BITS"; ID */
+} kw_token_caveat;
+
+/** What a token claims, read without trusting it (kw_token_parse). */
+typedef struct kw_token_info {
+    char prefix[KW_PREFIX_MAX + 1];
+    uint32_t kid; /**< the signing key it names */
+    char id[KW_ID_LEN + 1];
+    int64_t issued_at, not_before, expires_at; /**< 0: none */
+    char *owner;
+    char **scopes;
+    size_t nscopes;
+    kw_token_caveat *caveats;
+    size_t ncaveats;
+    /* What the claims and caveats add up to. */
+    char leaf_id[KW_ID_LEN + 1]; /**< the last id caveat's id, else id */
+    int64_t eff_not_before, eff_expires_at;
+    char **eff_scopes; /**< covered by the claims and by every scopes caveat */
+    size_t neff_scopes;
+} kw_token_info;
+
+/**
+ * Does `s` have a token's shape (more than an opaque key's 50 characters
+ * after its last '_')? Says nothing about validity.
+ */
+KW_API int kw_token_shape(const char *s, size_t len);
+
+/**
+ * Read a token's claims and caveats without checking its tag.
+ * @param out receives the claims (free with kw_token_info_free).
+ * @param err optional: why it is malformed.
+ * @return KW_OK, KW_ERR_INVALID (malformed), KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_token_parse(kw_token_info **out, const char *token, size_t len, char *err,
+                            size_t err_len) KW_WARN_UNUSED;
+
+/** Free a kw_token_info. Accepts NULL. */
+KW_API void kw_token_info_free(kw_token_info *t);
+
+/** What a new token claims. Zero-initialise, then set. */
+typedef struct kw_token_params {
+    const char *prefix; /**< NULL: KW_DEFAULT_PREFIX */
+    const char *owner;  /**< required */
+    const char *const *scopes;
+    size_t nscopes;
+    int64_t not_before, expires_at; /**< 0: none */
+} kw_token_params;
+
+/** How to narrow a token. Zero-initialise, then set what to add. */
+typedef struct kw_token_restriction {
+    const char *const *scopes; /**< nscopes > 0: grant only these (each covered by the parent) */
+    size_t nscopes;
+    int64_t expires_at;   /**< not 0: expire then (earlier than the parent) */
+    int64_t not_before;   /**< not 0: not valid before */
+    const char *audience; /**< not NULL: only for verifiers stating it */
+    const char *address;  /**< not NULL: only from this CIDR range ("10.0.0.0/8") */
+    int new_id;           /**< 1: give the child an id of its own, revocable alone */
+} kw_token_restriction;
+
+/**
+ * Derive a narrower child from a token, offline: no signing key, no
+ * storage. The parent is parsed, not verified (a child of a bad token is
+ * just as bad). Refuses a restriction that would not narrow the parent
+ * (a scope it does not grant, an expiry later than its own).
+ * @param child_out receives the child token (a secret).
+ * @param child_id_out optional: receives the child's id (its new id, or
+ *        the parent's leaf id).
+ * @param err optional: why it was refused.
+ * @return KW_OK, KW_ERR_INVALID, KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_token_attenuate(kw_secret **child_out, const char *token, size_t len,
+                                const kw_token_restriction *r, char *child_id_out, char *err,
+                                size_t err_len) KW_WARN_UNUSED;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
