@@ -665,7 +665,7 @@ int key_verify_main(kwc_global *g, int argc, char **argv)
         {0},
     };
     kwc_strv scopes = {0};
-    kw_verify_request req = {NULL, 0, 1};
+    kw_verify_request req = {.cost = 1};
     kw_verify_result res = {0};
     const char *env_name = NULL;
     kw_secret *key = NULL;

@@ -1052,7 +1052,7 @@ static int note_use(entry *e, kw_verdict code, int64_t now_ms)
 KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t len,
                              const kw_verify_request *req, kw_verify_result *out)
 {
-    static const kw_verify_request none = {NULL, 0, 1};
+    static const kw_verify_request none = {.cost = 1};
     static const unsigned char dummy[32];
     static kwi_rl no_rl;
     unsigned char hash[32];

@@ -18,11 +18,16 @@
 
 struct kw_ctx {
     kw_store *store;
-    kw_secret *pepper;           /* HMAC key of stored key hashes */
-    kw_secret *pepper_pads;      /* its HMAC pad states (kwi_hmac_key_new) */
-    kw_secret *audit_pads;       /* HMAC pad states of the audit chain's key (from the pepper) */
-    int64_t imported;            /* imported keys (found by hash lookup, not by id) */
-    int64_t imported_checked_ms; /* when `imported` was last read */
+    kw_secret *pepper;              /* HMAC key of stored key hashes */
+    kw_secret *pepper_pads;         /* its HMAC pad states (kwi_hmac_key_new) */
+    kw_secret *audit_pads;          /* HMAC pad states of the audit chain's key (from the pepper) */
+    int64_t imported;               /* imported keys (found by hash lookup, not by id) */
+    int64_t imported_checked_ms;    /* when `imported` was last read */
+    struct kwi_keyring *keyring;    /* token signing keys, unsealed (lib/keyring.c) */
+    int64_t keyring_ms;             /* when it was last read */
+    char (*revoked)[KW_ID_LEN + 1]; /* revoked token ids, sorted */
+    size_t nrevoked;
+    int64_t revoked_ms; /* when they were last read */
     char errmsg[KWI_ERRMSG_MAX];
 };
 
@@ -189,6 +194,12 @@ kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32
  * what it claims whenever it parsed (free it), NULL otherwise. */
 int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[static 32],
                      kw_token_info **info);
+
+/* Stateless keys through a context (lib/keyring.c): verify a token (what
+ * kw_verify does with one), and free the context's keyring and revocations. */
+kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
+                       kw_verify_result *out);
+void kwi_keyring_free(kw_ctx *ctx);
 
 /* Is s well-formed UTF-8 (no overlong forms, surrogates, or code points
  * beyond U+10FFFF)? */

@@ -301,7 +301,7 @@ static kw_rc lookup(kw_ctx *ctx, const char *key, size_t len, int opaque,
 KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                        kw_verify_result *out)
 {
-    static const kw_verify_request none = {NULL, 0, 1};
+    static const kw_verify_request none = {.cost = 1};
     unsigned char hash[32];
     kw_key_parts parts;
     kw_key_row row;
@@ -320,6 +320,8 @@ KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
         }
     if (key == NULL || len > KW_VERIFY_INPUT_MAX)
         return KW_OK;
+    if (kw_token_shape(key, len)) /* longer than an opaque key: docs/tokens.md */
+        return kwi_token_verify(ctx, key, len, req, out);
     opaque = kw_key_parse(&parts, key, len);
     if (!opaque && !(legacy_shape(key, len) && has_imported(ctx)))
         return KW_OK;

@@ -293,7 +293,7 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
 {
     kws_thread *t = kws_thread_of(req);
     const char *scopes[1] = {scope};
-    kw_verify_request vr = {scopes, 1, 1};
+    kw_verify_request vr = {.scopes = scopes, .nscopes = 1, .cost = 1};
     kw_verify_result res;
     h2o_iovec_t key = kws_bearer(req);
     char msg[128];

@@ -11,7 +11,7 @@ int kws_keys_verify(h2o_req_t *req)
 {
     kws_thread *t = kws_thread_of(req);
     const char *scopes[REQ_SCOPES_MAX];
-    kw_verify_request vr = {scopes, 0, 1};
+    kw_verify_request vr = {.scopes = scopes, .nscopes = 0, .cost = 1};
     kw_verify_result res;
     char admin[KW_ID_LEN + 1];
     json_t *o, *key, *sc, *cost, *s;
@@ -140,7 +140,7 @@ int kws_auth(h2o_req_t *req)
     kws_thread *t = kws_thread_of(req);
     struct sockaddr_storage ss;
     const char *scopes[REQ_SCOPES_MAX];
-    kw_verify_request vr = {scopes, 0, 1};
+    kw_verify_request vr = {.scopes = scopes, .nscopes = 0, .cost = 1};
     kw_verify_result res;
     h2o_iovec_t key;
     int status;

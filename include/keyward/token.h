@@ -7,6 +7,7 @@
 #define KEYWARD_TOKEN_H
 
 #include <keyward/common.h>
+#include <keyward/ctx.h>
 #include <keyward/key.h>
 #include <keyward/record.h>
 #include <keyward/secret.h>
@@ -109,6 +110,62 @@ typedef struct kw_token_restriction {
 KW_API kw_rc kw_token_attenuate(kw_secret **child_out, const char *token, size_t len,
                                 const kw_token_restriction *r, char *child_id_out, char *err,
                                 size_t err_len) KW_WARN_UNUSED;
+
+/* ---- through a database: the keyring, minting, revocation --------------- */
+
+/**
+ * Mint a token under the keyring's active signing key (one is made, and
+ * audited, on first use). Audited as "token.mint": its id and claims,
+ * never the token.
+ * @param token_out receives the token text (a secret: shown once).
+ * @param id_out receives its id.
+ * @return KW_OK, KW_ERR_INVALID (bad params; kw_errmsg says which),
+ *         KW_ERR_STORAGE, KW_ERR_PEPPER_MISMATCH (the keyring cannot be
+ *         opened with this pepper), KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor *actor,
+                           kw_secret **token_out, char id_out[static KW_ID_LEN + 1]) KW_WARN_UNUSED;
+
+/**
+ * Revoke a token id: the token with that id, and every token derived from
+ * it, verify as REVOKED from now on (through this context at once; through
+ * others within a second). Audited as "token.revoke".
+ * @return KW_OK, KW_ERR_INVALID (not an id), KW_ERR_CONFLICT (already
+ *         revoked), KW_ERR_STORAGE.
+ */
+KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor) KW_WARN_UNUSED;
+
+/** A signing key of the keyring, as listed (never its secret). */
+typedef struct kw_signing_key_info {
+    uint32_t kid;
+    char kind[16]; /**< "hmac-sha256" */
+    char state[8]; /**< "active" (mints), "verify" (verifies only), "retired" */
+    int64_t created_at;
+    int64_t retired_at; /**< 0 unless retired */
+} kw_signing_key_info;
+
+/**
+ * Start a new signing key: it mints from now on; the one that minted until
+ * now keeps verifying its tokens until it is retired. Audited.
+ * @param kid_out optional: receives the new key's id.
+ * @return KW_OK, KW_ERR_STORAGE, KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const kw_actor *actor,
+                                   uint32_t *kid_out) KW_WARN_UNUSED;
+
+/**
+ * Retire a signing key: every token it signed stops verifying (NOT_FOUND),
+ * through this context at once, through others within a second. Audited.
+ * @return KW_OK, KW_ERR_NOT_FOUND, KW_ERR_CONFLICT (already retired),
+ *         KW_ERR_STORAGE.
+ */
+KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *actor) KW_WARN_UNUSED;
+
+/**
+ * The keyring, oldest first.
+ * @param out receives *n entries (free with free()).
+ */
+KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t *n) KW_WARN_UNUSED;
 
 #ifdef __cplusplus
 }

@@ -33,12 +33,18 @@ typedef enum kw_verdict {
 KW_API const char *kw_verdict_name(kw_verdict v);
 
 /** The longest key string kw_verify accepts; longer input is MALFORMED. */
-#define KW_VERIFY_INPUT_MAX 512
+#define KW_VERIFY_INPUT_MAX 2048 /* KW_TOKEN_MAX: a stateless key with caveats */
 
 typedef struct kw_verify_request {
     const char *const *scopes; /**< required scopes (all must be covered) */
     size_t nscopes;
     uint32_t cost; /**< credits a VALID verification spends; 0 means 1 */
+    /** For stateless keys (docs/tokens.md) with audience or address
+     *  caveats: the audience this verifier serves, and the client's
+     *  address ("192.0.2.7", "2001:db8::1"). NULL: none stated, and such a
+     *  caveat is not met. */
+    const char *audience;
+    const char *client_addr;
 } kw_verify_request;
 
 typedef struct kw_verify_result {

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,18 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX keys_hash ON keys (key_hash) WHERE prefix = '';"
     "CREATE UNIQUE INDEX keys_legacy ON keys (legacy_sha256) WHERE legacy_sha256 IS NOT NULL;"
     "CREATE UNIQUE INDEX keys_external ON keys (external_id) WHERE external_id IS NOT NULL;",
+    /* 4: the token keyring (in the order keys were made: rowid) and revoked
+     * token ids (docs/tokens.md) */
+    "CREATE TABLE signing_keys ("
+    " kid INTEGER NOT NULL UNIQUE CHECK (kid BETWEEN 0 AND 4294967295),"
+    " kind TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('active', 'verify', 'retired')),"
+    " created_at INTEGER NOT NULL,"
+    " retired_at INTEGER NOT NULL DEFAULT 0,"
+    " sealed BLOB NOT NULL);"
+    "CREATE TABLE token_revocations ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " revoked_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #define KEY_PARAMS                                                                                 \
@@ -151,6 +164,11 @@ enum {
     ST_KEY_USE,
     ST_AUDIT_APPEND,
     ST_AUDIT_LIST,
+    ST_SK_INSERT,
+    ST_SK_LIST,
+    ST_SK_STATE,
+    ST_TOKEN_REVOKE,
+    ST_TOKEN_REVOKED,
     ST_COUNT
 };
 
@@ -203,6 +221,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 "
                       "AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR target = ?3) "
                       "ORDER BY seq LIMIT ?4",
+    [ST_SK_INSERT] = "INSERT INTO signing_keys (kid, kind, state, created_at, retired_at, sealed) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_SK_LIST] = "SELECT kid, kind, state, created_at, retired_at, sealed FROM signing_keys "
+                   "ORDER BY rowid",
+    [ST_SK_STATE] = "UPDATE signing_keys SET state = ?2, retired_at = "
+                    "CASE WHEN ?2 = 'retired' THEN ?3 ELSE retired_at END WHERE kid = ?1",
+    [ST_TOKEN_REVOKE] = "INSERT INTO token_revocations (id, revoked_at) VALUES (?1, ?2)",
+    [ST_TOKEN_REVOKED] = "SELECT id FROM token_revocations ORDER BY id",
 };
 
 typedef struct sqlite_store {
@@ -828,6 +854,146 @@ static kw_rc sq_wal_checkpoint(kw_store *base, int64_t *log_frames, int64_t *cop
     return KW_OK;
 }
 
+static kw_rc sq_signing_key_insert(kw_store *base, const kwi_signing_key_row *row)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SK_INSERT];
+
+    sqlite3_bind_int64(st, 1, row->kid);
+    sqlite3_bind_text(st, 2, row->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, row->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, row->created_at);
+    sqlite3_bind_int64(st, 5, row->retired_at);
+    sqlite3_bind_blob(st, 6, row->sealed, (int)row->sealed_len, SQLITE_STATIC);
+    return exec_stmt(s, st);
+}
+
+/* Copy a text column into a fixed buffer; 0 if it does not fit. */
+static int col_into(sqlite3_stmt *st, int i, char *dst, size_t cap)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+
+    if (v == NULL || n >= cap)
+        return 0;
+    memcpy(dst, v, n + 1);
+    return 1;
+}
+
+static kw_rc sq_signing_key_list(kw_store *base, kwi_signing_key_row **out, size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SK_LIST];
+    kwi_signing_key_row *rows = NULL, *grown;
+    size_t count = 0, cap = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kwi_signing_key_row *r;
+        int sealed_len = sqlite3_column_bytes(st, 5);
+
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            if ((grown = realloc(rows, cap * sizeof(*rows))) == NULL) {
+                ret = KW_ERR_NOMEM;
+                break;
+            }
+            rows = grown;
+        }
+        r = &rows[count];
+        memset(r, 0, sizeof(*r));
+        r->kid = (uint32_t)sqlite3_column_int64(st, 0);
+        r->created_at = sqlite3_column_int64(st, 3);
+        r->retired_at = sqlite3_column_int64(st, 4);
+        if (!col_into(st, 1, r->kind, sizeof(r->kind)) ||
+            !col_into(st, 2, r->state, sizeof(r->state)) || sealed_len < 0 ||
+            (size_t)sealed_len > sizeof(r->sealed)) {
+            snprintf(s->base.errmsg, sizeof(s->base.errmsg), "signing key %08x: damaged row",
+                     (unsigned)r->kid);
+            ret = KW_ERR_STORAGE;
+            break;
+        }
+        if (sealed_len > 0)
+            memcpy(r->sealed, sqlite3_column_blob(st, 5), (size_t)sealed_len);
+        r->sealed_len = (size_t)sealed_len;
+        count++;
+    }
+    if (ret == KW_OK && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    if (ret != KW_OK) {
+        if (rows != NULL)
+            sodium_memzero(rows, count * sizeof(*rows));
+        free(rows);
+        return ret;
+    }
+    *out = rows;
+    *n = count;
+    return KW_OK;
+}
+
+static kw_rc sq_signing_key_state(kw_store *base, uint32_t kid, const char *state, int64_t at)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SK_STATE];
+    kw_rc rc;
+
+    sqlite3_bind_int64(st, 1, kid);
+    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, at);
+    rc = exec_stmt(s, st);
+    if (rc == KW_OK && sqlite3_changes(s->db) == 0) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg), "no signing key %08x", (unsigned)kid);
+        rc = KW_ERR_NOT_FOUND;
+    }
+    return rc;
+}
+
+static kw_rc sq_token_revoke(kw_store *base, const char *id, int64_t at)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_TOKEN_REVOKE];
+
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, at);
+    return exec_stmt(s, st);
+}
+
+static kw_rc sq_token_revoked(kw_store *base, char (**out)[KW_ID_LEN + 1], size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_TOKEN_REVOKED];
+    char(*ids)[KW_ID_LEN + 1] = NULL, (*grown)[KW_ID_LEN + 1];
+    size_t count = 0, cap = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 64;
+            if ((grown = realloc(ids, cap * sizeof(*ids))) == NULL) {
+                ret = KW_ERR_NOMEM;
+                break;
+            }
+            ids = grown;
+        }
+        if (!col_into(st, 0, ids[count], sizeof(ids[count])))
+            continue; /* not an id: cannot match one */
+        count++;
+    }
+    if (ret == KW_OK && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    if (ret != KW_OK) {
+        free(ids);
+        return ret;
+    }
+    *out = ids;
+    *n = count;
+    return KW_OK;
+}
+
 static kw_rc sq_reopen(kw_store *base, kw_store **out)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -942,6 +1108,11 @@ static const kw_store_ops sqlite_ops = {
     .reopen = sq_reopen,
     .wal_defer = sq_wal_defer,
     .wal_checkpoint = sq_wal_checkpoint,
+    .signing_key_insert = sq_signing_key_insert,
+    .signing_key_list = sq_signing_key_list,
+    .signing_key_state = sq_signing_key_state,
+    .token_revoke = sq_token_revoke,
+    .token_revoked = sq_token_revoked,
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
 };

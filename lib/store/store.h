@@ -18,7 +18,7 @@
 #include <keyward/audit.h>
 #include <keyward/record.h>
 
-#define KWI_SCHEMA_VERSION 3
+#define KWI_SCHEMA_VERSION 4
 
 /* A record plus what only storage and verification see. */
 typedef struct kw_key_row {
@@ -43,6 +43,19 @@ typedef struct kw_usage_row {
     int code;       /* kw_verdict */
     int64_t count;
 } kw_usage_row;
+
+/* A signing key of the token keyring (lib/keyring.c); its secret only
+ * sealed (XChaCha20-Poly1305 under a key derived from the pepper). */
+#define KWI_SEALED_MAX 96
+typedef struct kwi_signing_key_row {
+    uint32_t kid;
+    char kind[16]; /* "hmac-sha256" */
+    char state[8]; /* "active" (mints and verifies), "verify", "retired" */
+    int64_t created_at;
+    int64_t retired_at; /* 0 unless retired */
+    unsigned char sealed[KWI_SEALED_MAX];
+    size_t sealed_len;
+} kwi_signing_key_row;
 
 typedef struct kw_store kw_store;
 
@@ -108,6 +121,15 @@ typedef struct kw_store_ops {
      * in the database (either may be NULL). */
     kw_rc (*wal_defer)(kw_store *s);
     kw_rc (*wal_checkpoint)(kw_store *s, int64_t *log_frames, int64_t *copied);
+
+    /* The token keyring: insert (KW_ERR_CONFLICT if the kid is taken), all
+     * rows oldest first, and a change of state (KW_ERR_NOT_FOUND). */
+    kw_rc (*signing_key_insert)(kw_store *s, const kwi_signing_key_row *row);
+    kw_rc (*signing_key_list)(kw_store *s, kwi_signing_key_row **out, size_t *n);
+    kw_rc (*signing_key_state)(kw_store *s, uint32_t kid, const char *state, int64_t at);
+    /* Revoked token ids: add one (KW_ERR_CONFLICT if there), list all. */
+    kw_rc (*token_revoke)(kw_store *s, const char *id, int64_t at);
+    kw_rc (*token_revoked)(kw_store *s, char (**out)[KW_ID_LEN + 1], size_t *n);
 
     kw_rc (*audit_append)(kw_store *s, const kw_audit_row *row);
     kw_rc (*audit_list)(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, size_t *n);

@@ -84,7 +84,7 @@ static int is_real(const char *k, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *scopes[16];
-    kw_verify_request req = {scopes, 0, 1};
+    kw_verify_request req = {.scopes = scopes, .nscopes = 0, .cost = 1};
     kw_verify_result res;
     char *buf, *key;
     size_t klen;

@@ -81,7 +81,7 @@ void kwt_keys_batch(kwt_db *t, size_t n)
 kw_verdict kwt_verify(kwt_db *t, const kw_secret *key, const char *const *scopes, uint32_t cost,
                       kw_verify_result *out)
 {
-    kw_verify_request req = {scopes, 0, cost};
+    kw_verify_request req = {.scopes = scopes, .nscopes = 0, .cost = cost};
     kw_verify_result local;
     kw_verdict v;
 

@@ -154,7 +154,7 @@ static kw_rc import(fixture *f, int dry_run, kw_import_report *rep)
 static kw_verdict verify_seed(kw_ctx *ctx, const char *key, const char *const *scopes,
                               kw_verify_result *out)
 {
-    kw_verify_request req = {scopes, 0, 1};
+    kw_verify_request req = {.scopes = scopes, .nscopes = 0, .cost = 1};
     kw_verify_result local;
     kw_verdict v;
 

@@ -32,7 +32,7 @@ static kw_verdict iverify(kw_index *idx, kwt_db *t, const kw_secret *key, const 
                           int64_t *remaining)
 {
     const char *scopes[1] = {scope};
-    kw_verify_request req = {scopes, scope ? 1 : 0, 1};
+    kw_verify_request req = {.scopes = scopes, .nscopes = scope ? 1 : 0, .cost = 1};
     kw_verify_result res;
     kw_verdict v;
 

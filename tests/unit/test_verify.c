@@ -371,7 +371,7 @@ static void test_invalid_required_scope(void **state)
     kw_verify_result r;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        kw_verify_request req = {bad[i], 1, 1};
+        kw_verify_request req = {.scopes = bad[i], .nscopes = 1, .cost = 1};
         rcs[i] =
             kw_verify(t->ctx, (const char *)kw_secret_cdata(key), kw_secret_len(key), &req, &r);
         codes[i] = r.code;

@@ -1,0 +1,652 @@
+/*
+ * Stateless keys through a database: the signing keyring (secrets sealed
+ * with XChaCha20-Poly1305 under a key derived from the pepper), minting,
+ * revocation, and verification (docs/tokens.md). A context keeps the
+ * keyring and the revoked ids in memory and reads them again at most
+ * every second, so that a rotation, a retirement or a revocation made
+ * elsewhere reaches it within a second, with no read per verification.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REFRESH_MS 1000    /* the keyring and revocations are read again after this */
+#define UNKNOWN_KID_MS 100 /* an unknown kid reads the keyring again, at most this often */
+#define KIND_HMAC "hmac-sha256"
+#define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define SECRET_LEN 32
+
+static const char wrap_label[] = "keyward signing-key wrap v1";
+static const char ad_label[] = "keyward signing key";
+
+typedef struct ring_key {
+    uint32_t kid;
+    int retired;
+    kw_secret *secret;
+} ring_key;
+
+struct kwi_keyring {
+    ring_key *k;
+    size_t n;
+};
+
+static void ring_free(struct kwi_keyring *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        kw_secret_free(r->k[i].secret);
+    free(r->k);
+    free(r);
+}
+
+void kwi_keyring_free(kw_ctx *ctx)
+{
+    ring_free(ctx->keyring);
+    ctx->keyring = NULL;
+    free(ctx->revoked);
+    ctx->revoked = NULL;
+    ctx->nrevoked = 0;
+}
+
+/* ---- sealing --------------------------------------------------------------- */
+
+/* The associated data: what a sealed secret belongs to (kid and kind), so
+ * that a sealed blob moved to another row does not open. */
+static size_t ad_of(unsigned char *ad, uint32_t kid, const char *kind)
+{
+    size_t n = 0, kl = strlen(kind);
+
+    memcpy(ad, ad_label, sizeof(ad_label)); /* with its NUL */
+    n += sizeof(ad_label);
+    memcpy(ad + n, kind, kl + 1);
+    n += kl + 1;
+    ad[n++] = (unsigned char)(kid >> 24);
+    ad[n++] = (unsigned char)(kid >> 16);
+    ad[n++] = (unsigned char)(kid >> 8);
+    ad[n++] = (unsigned char)kid;
+    return n;
+}
+
+static void wrap_key(unsigned char out[static 32], const kw_ctx *ctx)
+{
+    kwi_hmac(out, ctx->pepper, wrap_label, sizeof(wrap_label) - 1);
+}
+
+static void seal(const kw_ctx *ctx, kwi_signing_key_row *row, const unsigned char *secret)
+{
+    unsigned char wk[32], ad[64];
+    size_t adlen = ad_of(ad, row->kid, row->kind);
+    unsigned long long clen;
+
+    wrap_key(wk, ctx);
+    randombytes_buf(row->sealed, NONCE_LEN);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(row->sealed + NONCE_LEN, &clen, secret, SECRET_LEN,
+                                               ad, adlen, NULL, row->sealed, wk);
+    row->sealed_len = NONCE_LEN + (size_t)clen;
+    sodium_memzero(wk, sizeof(wk));
+}
+
+static kw_rc unseal(kw_ctx *ctx, const kwi_signing_key_row *row, kw_secret **out)
+{
+    unsigned char wk[32], ad[64];
+    size_t adlen = ad_of(ad, row->kid, row->kind);
+    unsigned long long mlen;
+    kw_secret *s;
+    kw_rc rc;
+    int bad;
+
+    if (row->sealed_len != NONCE_LEN + SECRET_LEN + crypto_aead_xchacha20poly1305_ietf_ABYTES) {
+        kwi_seterr(ctx, "signing key %08x: its sealed secret is damaged", (unsigned)row->kid);
+        return KW_ERR_STORAGE;
+    }
+    if ((rc = kw_secret_new(&s, SECRET_LEN)) != KW_OK)
+        return rc;
+    wrap_key(wk, ctx);
+    bad = crypto_aead_xchacha20poly1305_ietf_decrypt(
+        kw_secret_data(s), &mlen, NULL, row->sealed + NONCE_LEN, row->sealed_len - NONCE_LEN, ad,
+        adlen, row->sealed, wk);
+    sodium_memzero(wk, sizeof(wk));
+    if (bad || mlen != SECRET_LEN) {
+        kw_secret_free(s);
+        kwi_seterr(ctx, "signing key %08x does not open: altered, or sealed under another pepper",
+                   (unsigned)row->kid);
+        return KW_ERR_PEPPER_MISMATCH;
+    }
+    *out = s;
+    return KW_OK;
+}
+
+/* ---- the keyring in memory ----------------------------------------------- */
+
+static void rows_free(kwi_signing_key_row *rows, size_t n)
+{
+    if (rows != NULL)
+        sodium_memzero(rows, n * sizeof(*rows));
+    free(rows);
+}
+
+/* Read the keyring again; a key that does not open fails the whole read
+ * (a verifier must not quietly lose keys). */
+static kw_rc ring_load(kw_ctx *ctx)
+{
+    kwi_signing_key_row *rows;
+    struct kwi_keyring *r;
+    size_t n;
+    kw_rc rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
+
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->k = calloc(n ? n : 1, sizeof(*r->k))) == NULL) {
+        free(r);
+        rows_free(rows, n);
+        return KW_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n && rc == KW_OK; i++) {
+        ring_key *k = &r->k[r->n];
+        k->kid = rows[i].kid;
+        k->retired = strcmp(rows[i].state, "retired") == 0;
+        if (k->retired || strcmp(rows[i].kind, KIND_HMAC) != 0) {
+            if (!k->retired)
+                continue; /* a kind this version does not verify */
+            r->n++;
+            continue;
+        }
+        rc = unseal(ctx, &rows[i], &k->secret);
+        if (rc == KW_OK)
+            r->n++;
+    }
+    rows_free(rows, n);
+    if (rc != KW_OK) {
+        ring_free(r);
+        return rc;
+    }
+    ring_free(ctx->keyring);
+    ctx->keyring = r;
+    ctx->keyring_ms = kwi_now_ms();
+    return KW_OK;
+}
+
+/* The secret of signing key kid, if it may verify: KW_ERR_NOT_FOUND if it
+ * is unknown or retired. */
+static kw_rc ring_key_of(kw_ctx *ctx, uint32_t kid, const kw_secret **out)
+{
+    int64_t now = kwi_now_ms(), age = now - ctx->keyring_ms;
+    kw_rc rc;
+
+    for (int pass = 0; pass < 2; pass++) {
+        if (ctx->keyring == NULL || age >= REFRESH_MS || age < 0 ||
+            (pass == 1 && age >= UNKNOWN_KID_MS)) {
+            if ((rc = ring_load(ctx)) != KW_OK)
+                return rc;
+            age = 0;
+        }
+        for (size_t i = 0; i < ctx->keyring->n; i++)
+            if (ctx->keyring->k[i].kid == kid) {
+                if (ctx->keyring->k[i].retired)
+                    return KW_ERR_NOT_FOUND;
+                *out = ctx->keyring->k[i].secret;
+                return KW_OK;
+            }
+        if (age == 0)
+            break; /* just read: it is not there */
+    }
+    return KW_ERR_NOT_FOUND;
+}
+
+/* ---- revocations ------------------------------------------------------------ */
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, KW_ID_LEN + 1);
+}
+
+static kw_rc revoked_load(kw_ctx *ctx)
+{
+    char(*ids)[KW_ID_LEN + 1];
+    size_t n;
+    kw_rc rc = ctx->store->ops->token_revoked(ctx->store, &ids, &n);
+
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    if (n > 1) /* the store's order need not be memcmp's */
+        qsort(ids, n, sizeof(*ids), id_cmp);
+    free(ctx->revoked);
+    ctx->revoked = ids;
+    ctx->nrevoked = n;
+    ctx->revoked_ms = kwi_now_ms();
+    return KW_OK;
+}
+
+static kw_rc is_revoked(kw_ctx *ctx, const char *id, int *yes)
+{
+    char key[KW_ID_LEN + 1] = {0};
+    int64_t age = kwi_now_ms() - ctx->revoked_ms;
+    kw_rc rc;
+
+    if ((ctx->revoked == NULL && ctx->revoked_ms == 0) || age >= REFRESH_MS || age < 0)
+        if ((rc = revoked_load(ctx)) != KW_OK)
+            return rc;
+    memcpy(key, id, KW_ID_LEN);
+    *yes = ctx->nrevoked > 0 &&
+           bsearch(key, ctx->revoked, ctx->nrevoked, sizeof(*ctx->revoked), id_cmp) != NULL;
+    return KW_OK;
+}
+
+/* ---- verification ------------------------------------------------------------ */
+
+/* Is the address text `addr` inside the range "ADDR/BITS"? */
+static int addr_in(const char *cidr, const char *addr)
+{
+    unsigned char net[16], a[16];
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(cidr, '/');
+    int fam;
+    unsigned bits;
+
+    if (addr == NULL || slash == NULL || (size_t)(slash - cidr) > INET6_ADDRSTRLEN)
+        return 0;
+    memcpy(host, cidr, (size_t)(slash - cidr));
+    host[slash - cidr] = '\0';
+    fam = strchr(host, ':') ? AF_INET6 : AF_INET;
+    bits = (unsigned)strtoul(slash + 1, NULL, 10);
+    if (inet_pton(fam, host, net) != 1 || inet_pton(fam, addr, a) != 1)
+        return 0; /* not the same family: not inside */
+    for (unsigned i = 0; i < bits / 8; i++)
+        if (a[i] != net[i])
+            return 0;
+    if (bits % 8) {
+        unsigned char mask = (unsigned char)(0xffu << (8 - bits % 8));
+        if ((a[bits / 8] & mask) != net[bits / 8])
+            return 0;
+    }
+    return 1;
+}
+
+static char *meta_of(const kw_token_info *t)
+{
+    char kid[9];
+    kwi_jw w;
+
+    snprintf(kid, sizeof(kid), "%08x", (unsigned)t->kid);
+    kwi_jw_init(&w, 96);
+    kwi_jw_lit(&w, "{\"stateless\":true,\"root_id\":");
+    kwi_jw_str(&w, t->id);
+    kwi_jw_lit(&w, ",\"kid\":");
+    kwi_jw_str(&w, kid);
+    kwi_jw_lit(&w, "}");
+    return kwi_jw_finish(&w);
+}
+
+/* The result's record: what the token claims, as a key record. */
+static kw_rc fill_record(kw_key_record *r, const kw_token_info *t)
+{
+    memcpy(r->id, t->leaf_id, sizeof(r->id));
+    memcpy(r->prefix, t->prefix, sizeof(r->prefix));
+    r->owner = strdup(t->owner);
+    r->name = strdup("");
+    r->meta = meta_of(t);
+    r->scopes = calloc(t->neff_scopes ? t->neff_scopes : 1, sizeof(char *));
+    if (r->owner == NULL || r->name == NULL || r->meta == NULL || r->scopes == NULL)
+        return KW_ERR_NOMEM;
+    for (size_t i = 0; i < t->neff_scopes; i++) {
+        if ((r->scopes[i] = strdup(t->eff_scopes[i])) == NULL)
+            return KW_ERR_NOMEM;
+        r->nscopes++;
+    }
+    r->created_at = t->issued_at;
+    r->not_before = t->eff_not_before;
+    r->expires_at = t->eff_expires_at;
+    r->enabled = 1;
+    r->credits = KW_CREDITS_UNLIMITED;
+    return KW_OK;
+}
+
+static kw_verdict decide(kw_ctx *ctx, const kw_token_info *t, const kw_verify_request *req,
+                         kw_rc *rc)
+{
+    int64_t now = kw_now();
+    int revoked = 0;
+
+    *rc = is_revoked(ctx, t->id, &revoked);
+    for (size_t i = 0; i < t->ncaveats && *rc == KW_OK && !revoked; i++)
+        if (t->caveats[i].type == KW_CAVEAT_ID)
+            *rc = is_revoked(ctx, t->caveats[i].text, &revoked);
+    if (*rc != KW_OK)
+        return KW_NOT_FOUND;
+    if (revoked)
+        return KW_REVOKED;
+    if (t->eff_expires_at && now >= t->eff_expires_at)
+        return KW_EXPIRED;
+    if (t->eff_not_before && now < t->eff_not_before)
+        return KW_NOT_YET_VALID;
+    for (size_t i = 0; i < req->nscopes; i++) {
+        const char *s = req->scopes[i];
+        if (!kw_scopes_cover((const char *const *)t->eff_scopes, t->neff_scopes, &s, 1))
+            return KW_INSUFFICIENT_SCOPE;
+    }
+    for (size_t i = 0; i < t->ncaveats; i++) {
+        const kw_token_caveat *c = &t->caveats[i];
+        if (c->type == KW_CAVEAT_AUDIENCE &&
+            (req->audience == NULL || strcmp(req->audience, c->text) != 0))
+            return KW_INSUFFICIENT_SCOPE;
+        if (c->type == KW_CAVEAT_ADDRESS && !addr_in(c->text, req->client_addr))
+            return KW_INSUFFICIENT_SCOPE;
+    }
+    return KW_VALID;
+}
+
+kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
+                       kw_verify_result *out)
+{
+    kw_token_info *t = NULL;
+    const kw_secret *secret;
+    kw_rc rc;
+
+    out->code = KW_MALFORMED;
+    if (kw_token_parse(&t, key, len, NULL, 0) != KW_OK)
+        return KW_OK;
+    rc = ring_key_of(ctx, t->kid, &secret);
+    kw_token_info_free(t);
+    t = NULL;
+    if (rc == KW_ERR_NOT_FOUND) {
+        out->code = KW_NOT_FOUND;
+        return KW_OK;
+    }
+    if (rc != KW_OK)
+        return rc;
+    if (!kwi_token_tag_ok(key, len, kw_secret_cdata(secret), &t)) {
+        kw_token_info_free(t);
+        out->code = KW_NOT_FOUND;
+        return KW_OK;
+    }
+    rc = fill_record(&out->key, t);
+    if (rc == KW_OK) {
+        out->found = 1;
+        out->code = decide(ctx, t, req, &rc);
+    }
+    kw_token_info_free(t);
+    if (rc != KW_OK) {
+        kw_key_record_clear(&out->key);
+        out->found = 0;
+        out->code = KW_MALFORMED;
+    }
+    return rc;
+}
+
+/* ---- changes: keyring, mint, revoke ----------------------------------------- */
+
+static kw_rc audit_kid(kw_ctx *ctx, const kw_actor *actor, const char *action, uint32_t kid,
+                       uint32_t previous)
+{
+    char target[9], detail[64];
+
+    snprintf(target, sizeof(target), "%08x", (unsigned)kid);
+    if (previous != 0 || strcmp(action, "signing-key.rotate") == 0)
+        snprintf(detail, sizeof(detail), "{\"kid\":\"%08x\",\"previous\":\"%08x\"}", (unsigned)kid,
+                 (unsigned)previous);
+    else
+        snprintf(detail, sizeof(detail), "{\"kid\":\"%08x\"}", (unsigned)kid);
+    return kwi_audit_append(ctx, actor, action, target, "ok", detail);
+}
+
+/* Make a new active signing key (inside the caller's transaction). */
+static kw_rc key_create(kw_ctx *ctx, const kwi_signing_key_row *rows, size_t n, uint32_t *kid_out)
+{
+    unsigned char secret[SECRET_LEN];
+    kwi_signing_key_row row = {0};
+    kw_rc rc;
+
+    do { /* a kid not taken yet, never 0 */
+        row.kid = randombytes_random();
+        for (size_t i = 0; i < n && row.kid != 0; i++)
+            if (rows[i].kid == row.kid)
+                row.kid = 0;
+    } while (row.kid == 0);
+    memcpy(row.kind, KIND_HMAC, sizeof(KIND_HMAC));
+    memcpy(row.state, "active", sizeof("active"));
+    row.created_at = kw_now();
+    randombytes_buf(secret, sizeof(secret));
+    seal(ctx, &row, secret);
+    sodium_memzero(secret, sizeof(secret));
+    rc = ctx->store->ops->signing_key_insert(ctx->store, &row);
+    sodium_memzero(&row.sealed, sizeof(row.sealed));
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    *kid_out = row.kid;
+    ctx->keyring_ms = kwi_now_ms() - REFRESH_MS; /* read it again before the next use */
+    return KW_OK;
+}
+
+static const kwi_signing_key_row *active_of(const kwi_signing_key_row *rows, size_t n)
+{
+    for (size_t i = n; i-- > 0;)
+        if (strcmp(rows[i].state, "active") == 0 && strcmp(rows[i].kind, KIND_HMAC) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+static char *mint_detail(const kw_token_params *p, const char *id, uint32_t kid)
+{
+    char k[9];
+    kwi_jw w;
+
+    snprintf(k, sizeof(k), "%08x", (unsigned)kid);
+    kwi_jw_init(&w, 256);
+    kwi_jw_lit(&w, "{\"id\":");
+    kwi_jw_str(&w, id);
+    kwi_jw_lit(&w, ",\"kid\":");
+    kwi_jw_str(&w, k);
+    kwi_jw_lit(&w, ",\"owner\":");
+    kwi_jw_str(&w, p->owner);
+    kwi_jw_lit(&w, ",\"scopes\":[");
+    for (size_t i = 0; i < p->nscopes; i++) {
+        if (i > 0)
+            kwi_jw_raw(&w, ",", 1);
+        kwi_jw_str(&w, p->scopes[i]);
+    }
+    kwi_jw_lit(&w, "],\"not_before\":");
+    kwi_jw_time(&w, p->not_before);
+    kwi_jw_lit(&w, ",\"expires_at\":");
+    kwi_jw_time(&w, p->expires_at);
+    kwi_jw_lit(&w, "}");
+    return kwi_jw_finish(&w);
+}
+
+KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor *actor,
+                           kw_secret **token_out, char id_out[static KW_ID_LEN + 1])
+{
+    kwi_signing_key_row *rows = NULL, made;
+    const kwi_signing_key_row *active;
+    kw_secret *secret = NULL, *token = NULL;
+    char id[KW_ID_LEN + 1], err[KWI_ERRMSG_MAX] = "", *detail = NULL;
+    size_t n = 0;
+    uint32_t kid;
+    kw_rc rc;
+
+    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        goto out;
+    }
+    if ((active = active_of(rows, n)) == NULL) {
+        if ((rc = key_create(ctx, rows, n, &kid)) != KW_OK ||
+            (rc = audit_kid(ctx, actor, "signing-key.create", kid, 0)) != KW_OK)
+            goto out;
+        rows_free(rows, n);
+        rows = NULL;
+        if ((rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n)) != KW_OK) {
+            kwi_seterr(ctx, "%s", ctx->store->errmsg);
+            goto out;
+        }
+        if ((active = active_of(rows, n)) == NULL) {
+            rc = KW_ERR_STORAGE;
+            kwi_seterr(ctx, "the new signing key is not in the keyring");
+            goto out;
+        }
+    }
+    made = *active;
+    if ((rc = unseal(ctx, &made, &secret)) != KW_OK)
+        goto out;
+    kw_base62_random(id, KW_ID_LEN);
+    id[KW_ID_LEN] = '\0';
+    rc = kwi_token_sign(&token, kw_secret_cdata(secret), made.kid, p, id, kw_now(), err,
+                        sizeof(err));
+    if (rc != KW_OK) {
+        if (rc == KW_ERR_INVALID)
+            kwi_seterr(ctx, "%s", err);
+        goto out;
+    }
+    if ((detail = mint_detail(p, id, made.kid)) == NULL) {
+        rc = KW_ERR_NOMEM;
+        goto out;
+    }
+    rc = kwi_audit_append(ctx, actor, "token.mint", id, "ok", detail);
+out:
+    rc = kwi_finish(ctx, rc);
+    rows_free(rows, n);
+    sodium_memzero(&made, sizeof(made));
+    kw_secret_free(secret);
+    free(detail);
+    if (rc != KW_OK) {
+        kw_secret_free(token);
+        return rc;
+    }
+    *token_out = token;
+    memcpy(id_out, id, KW_ID_LEN + 1);
+    return KW_OK;
+}
+
+KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor)
+{
+    kw_rc rc;
+
+    if (id == NULL || !kw_key_id_valid(id)) {
+        kwi_seterr(ctx, "a token id is 12 base62 characters");
+        return KW_ERR_INVALID;
+    }
+    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    rc = ctx->store->ops->token_revoke(ctx->store, id, kw_now());
+    if (rc == KW_ERR_CONFLICT)
+        kwi_seterr(ctx, "token %s is already revoked", id);
+    else if (rc != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc == KW_OK)
+        rc = kwi_audit_append(ctx, actor, "token.revoke", id, "ok", NULL);
+    rc = kwi_finish(ctx, rc);
+    if (rc == KW_OK)
+        ctx->revoked_ms = kwi_now_ms() - REFRESH_MS; /* read them again before the next use */
+    return rc;
+}
+
+KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const kw_actor *actor, uint32_t *kid_out)
+{
+    kwi_signing_key_row *rows = NULL;
+    const kwi_signing_key_row *active;
+    uint32_t kid = 0, previous = 0;
+    size_t n = 0;
+    kw_rc rc;
+
+    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
+    if (rc == KW_OK && (active = active_of(rows, n)) != NULL) {
+        previous = active->kid;
+        rc = ctx->store->ops->signing_key_state(ctx->store, previous, "verify", kw_now());
+    }
+    if (rc != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc == KW_OK)
+        rc = key_create(ctx, rows, n, &kid);
+    if (rc == KW_OK)
+        rc = audit_kid(ctx, actor, "signing-key.rotate", kid, previous);
+    rc = kwi_finish(ctx, rc);
+    rows_free(rows, n);
+    if (rc == KW_OK && kid_out != NULL)
+        *kid_out = kid;
+    return rc;
+}
+
+KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *actor)
+{
+    kwi_signing_key_row *rows = NULL;
+    size_t n = 0;
+    int found = 0;
+    kw_rc rc;
+
+    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
+    for (size_t i = 0; rc == KW_OK && i < n; i++)
+        if (rows[i].kid == kid) {
+            found = 1;
+            if (strcmp(rows[i].state, "retired") == 0) {
+                kwi_seterr(ctx, "signing key %08x is already retired", (unsigned)kid);
+                rc = KW_ERR_CONFLICT;
+            }
+        }
+    if (rc == KW_OK && !found) {
+        kwi_seterr(ctx, "no signing key %08x", (unsigned)kid);
+        rc = KW_ERR_NOT_FOUND;
+    }
+    if (rc == KW_OK &&
+        (rc = ctx->store->ops->signing_key_state(ctx->store, kid, "retired", kw_now())) != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc == KW_OK)
+        rc = audit_kid(ctx, actor, "signing-key.retire", kid, 0);
+    rc = kwi_finish(ctx, rc);
+    rows_free(rows, n);
+    if (rc == KW_OK)
+        ctx->keyring_ms = kwi_now_ms() - REFRESH_MS; /* read it again before the next use */
+    return rc;
+}
+
+KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t *n)
+{
+    kwi_signing_key_row *rows;
+    kw_signing_key_info *info;
+    size_t count;
+    kw_rc rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &count);
+
+    if (rc != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    if ((info = calloc(count ? count : 1, sizeof(*info))) == NULL) {
+        rows_free(rows, count);
+        return KW_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        info[i].kid = rows[i].kid;
+        memcpy(info[i].kind, rows[i].kind, sizeof(info[i].kind));
+        memcpy(info[i].state, rows[i].state, sizeof(info[i].state));
+        info[i].created_at = rows[i].created_at;
+        info[i].retired_at = rows[i].retired_at;
+    }
+    rows_free(rows, count);
+    *out = info;
+    *n = count;
+    return KW_OK;
+}
