@@ -45,6 +45,13 @@ int key_verify_main(kwc_global *g, int argc, char **argv);
 int audit_list_main(kwc_global *g, int argc, char **argv);
 int audit_verify_main(kwc_global *g, int argc, char **argv);
 int import_seed_main(kwc_global *g, int argc, char **argv);
+int token_mint_main(kwc_global *g, int argc, char **argv);
+int token_attenuate_main(kwc_global *g, int argc, char **argv);
+int token_inspect_main(kwc_global *g, int argc, char **argv);
+int token_revoke_main(kwc_global *g, int argc, char **argv);
+int signing_key_rotate_main(kwc_global *g, int argc, char **argv);
+int signing_key_retire_main(kwc_global *g, int argc, char **argv);
+int signing_key_list_main(kwc_global *g, int argc, char **argv);
 
 /* The actor of every change made from the command line. */
 const kw_actor *kwc_actor(void);
@@ -62,6 +69,13 @@ int kwc_usage(const kwc_global *g, const char *fmt, ...) __attribute__((format(p
  * '?' after printing the error. */
 int kwc_getopt(const kwc_global *g, int argc, char **argv, const char *shortopts,
                const struct option *longopts);
+
+/* Read a key or token (`what`, for the prompt and messages) from the
+ * environment variable env_name if not NULL, else from stdin, with no echo
+ * on a terminal. Input longer than KW_VERIFY_INPUT_MAX comes back as
+ * KW_VERIFY_INPUT_MAX + 1 zero bytes (never VALID, never printed). Returns
+ * 0 or an exit status (the error printed). */
+int kwc_read_secret(const kwc_global *g, const char *env_name, const char *what, kw_secret **out);
 
 /* Load the pepper and open the database. Prints the error itself. */
 int kwc_open(kwc_global *g, kw_ctx **out);
@@ -89,5 +103,7 @@ void kwc_print_record_json(const kw_key_record *r);
 /* Print a new key (once) and its record; -1 if stdout failed. */
 int kwc_print_new_key(const kw_secret *key, const kw_key_record *r, int json);
 void kwc_time_cell(char out[static 32], int64_t t);
+/* A JSON string on stdout (null if s is not UTF-8). */
+void kwc_print_json_string(const char *s);
 
 #endif

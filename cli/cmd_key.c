@@ -5,10 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
-
-#define KEY_INPUT_MAX 4096
 
 enum {
     OPT_JSON = 256,
@@ -31,6 +28,8 @@ enum {
     OPT_ALL,
     OPT_COST,
     OPT_KEY_ENV,
+    OPT_AUDIENCE,
+    OPT_CLIENT,
     OPT_HELP = 'h',
 };
 
@@ -79,13 +78,17 @@ static const char revoke_help[] = "usage: keyward key revoke ID [--json]\n\n"
                                   "Revokes a key at once. The record stays, for the audit.\n";
 
 static const char verify_help[] =
-    "usage: keyward key verify [--scope S]... [--cost N] [--key-env VAR] [--json]\n\n"
+    "usage: keyward key verify [--scope S]... [--cost N] [--key-env VAR] [--audience A]\n"
+    "                          [--client-address IP] [--json]\n\n"
     "Reads a key from stdin (or from the environment variable VAR) and prints the\n"
     "result code: VALID, MALFORMED, NOT_FOUND, REVOKED, DISABLED, EXPIRED,\n"
     "NOT_YET_VALID, INSUFFICIENT_SCOPE, RATE_LIMITED or USAGE_EXCEEDED.\n"
     "A VALID verification spends COST credits (default 1) and counts toward the\n"
     "rate limit. Exit status 0 only for VALID, 1 otherwise.\n"
-    "  --scope S     a required scope, repeatable\n";
+    "  --scope S     a required scope, repeatable\n"
+    "  --audience A, --client-address IP\n"
+    "                what a stateless key's audience and address caveats are\n"
+    "                checked against (docs/tokens.md)\n";
 
 static int help(const char *text)
 {
@@ -606,45 +609,6 @@ int key_rotate_main(kwc_global *g, int argc, char **argv)
 
 /* ---- verify ------------------------------------------------------------- */
 
-/* Read the key from the environment variable or stdin (no echo on a tty). */
-static int read_key(const kwc_global *g, const char *env_name, kw_secret **out)
-{
-    struct termios old, quiet;
-    int tty = 0;
-    kw_rc rc;
-
-    if (env_name != NULL) {
-        const char *v = getenv(env_name);
-        if (v == NULL)
-            return kwc_usage(g, "environment variable %s is not set", env_name);
-        rc = kw_secret_from(out, v, strnlen(v, KEY_INPUT_MAX + 1));
-        if (rc == KW_ERR_INVALID) /* empty */
-            return kwc_usage(g, "environment variable %s is empty", env_name);
-        return rc == KW_OK ? 0 : kwc_fail(g, rc, NULL);
-    }
-    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tty = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
-        fprintf(stderr, "Key: ");
-    }
-    rc = kw_secret_read_fd(out, STDIN_FILENO, KEY_INPUT_MAX);
-    if (tty) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-        fputc('\n', stderr);
-    }
-    if (rc == KW_ERR_TOO_LARGE)
-        return kw_secret_new(out, KW_VERIFY_INPUT_MAX + 1) == KW_OK ? 0 : EXIT_INTERNAL;
-    if (rc != KW_OK)
-        return kwc_fail(g, rc, "reading the key from stdin");
-    if (kw_secret_len(*out) == 0) {
-        kw_secret_free(*out);
-        *out = NULL;
-        return kwc_usage(g, "no key on stdin");
-    }
-    return 0;
-}
-
 static void print_verdict_json(const kw_verify_result *r)
 {
     char *txt = kw_verify_result_json(r);
@@ -660,6 +624,8 @@ int key_verify_main(kwc_global *g, int argc, char **argv)
         {"scope", required_argument, NULL, OPT_SCOPE},
         {"cost", required_argument, NULL, OPT_COST},
         {"key-env", required_argument, NULL, OPT_KEY_ENV},
+        {"audience", required_argument, NULL, OPT_AUDIENCE},
+        {"client-address", required_argument, NULL, OPT_CLIENT},
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
@@ -695,6 +661,8 @@ int key_verify_main(kwc_global *g, int argc, char **argv)
             req.cost = (uint32_t)n;
             break;
         case OPT_KEY_ENV: env_name = optarg; break;
+        case OPT_AUDIENCE: req.audience = optarg; break;
+        case OPT_CLIENT: req.client_addr = optarg; break;
         case OPT_JSON: json = 1; break;
         case OPT_HELP: ret = help(verify_help); goto out;
         default: goto out;
@@ -707,7 +675,7 @@ int key_verify_main(kwc_global *g, int argc, char **argv)
     }
     if ((ret = kwc_open(g, &ctx)) != 0)
         goto out;
-    if ((ret = read_key(g, env_name, &key)) != 0)
+    if ((ret = kwc_read_secret(g, env_name, "Key", &key)) != 0)
         goto out;
     req.scopes = scopes.v;
     req.nscopes = scopes.n;

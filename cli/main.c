@@ -21,6 +21,13 @@ static const kwc_command commands[] = {
     {"audit", "list", audit_list_main, "list audit records"},
     {"audit", "verify", audit_verify_main, "check the audit chain for tampering"},
     {"import", "seed", import_seed_main, "import the seed system's api_keys table"},
+    {"token", "mint", token_mint_main, "mint a stateless key (printed once)"},
+    {"token", "attenuate", token_attenuate_main, "derive a narrower token, offline"},
+    {"token", "inspect", token_inspect_main, "show what a token claims (and --verify it)"},
+    {"token", "revoke", token_revoke_main, "revoke a token id and all tokens derived from it"},
+    {"signing-key", "rotate", signing_key_rotate_main, "start a new token signing key"},
+    {"signing-key", "retire", signing_key_retire_main, "stop a signing key verifying"},
+    {"signing-key", "list", signing_key_list_main, "list the token signing keys"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -158,6 +165,12 @@ int main(int argc, char **argv)
             g.pepper_file = g.pepper_default = kw_pepper_default_path(g.db_url);
         if (g.pepper_file == NULL) {
             fprintf(stderr, "keyward: out of memory\n");
+            return EXIT_INTERNAL;
+        }
+        /* Every command may hold a secret (locked memory), database or not. */
+        if (kw_init() != KW_OK) {
+            fprintf(stderr, "keyward: the crypto library cannot be initialised\n");
+            free(g.pepper_default);
             return EXIT_INTERNAL;
         }
         /* The command's last word becomes its argv[0]. */

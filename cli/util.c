@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
+
+#define SECRET_INPUT_MAX 4096 /* read at most this much of a key or token */
 
 const kw_actor *kwc_actor(void)
 {
@@ -327,4 +330,52 @@ int kwc_print_new_key(const kw_secret *key, const kw_key_record *r, int json)
     if (fflush(stdout) != 0)
         rc = -1;
     return rc;
+}
+
+int kwc_read_secret(const kwc_global *g, const char *env_name, const char *what, kw_secret **out)
+{
+    struct termios old, quiet;
+    int tty = 0;
+    kw_rc rc;
+
+    if (env_name != NULL) {
+        const char *v = getenv(env_name);
+        if (v == NULL)
+            return kwc_usage(g, "environment variable %s is not set", env_name);
+        rc = kw_secret_from(out, v, strnlen(v, SECRET_INPUT_MAX + 1));
+        if (rc == KW_ERR_INVALID) /* empty */
+            return kwc_usage(g, "environment variable %s is empty", env_name);
+        return rc == KW_OK ? 0 : kwc_fail(g, rc, NULL);
+    }
+    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tty = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+        fprintf(stderr, "%s: ", what);
+    }
+    rc = kw_secret_read_fd(out, STDIN_FILENO, SECRET_INPUT_MAX);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (rc == KW_ERR_TOO_LARGE)
+        return kw_secret_new(out, KW_VERIFY_INPUT_MAX + 1) == KW_OK ? 0 : EXIT_INTERNAL;
+    if (rc != KW_OK)
+        return kwc_fail(g, rc, "reading from stdin");
+    if (kw_secret_len(*out) == 0) {
+        kw_secret_free(*out);
+        *out = NULL;
+        return kwc_usage(g, "nothing on stdin (%s expected)", what);
+    }
+    return 0;
+}
+
+void kwc_print_json_string(const char *s)
+{
+    json_t *j = json_string(s);
+    char *out = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+
+    fputs(out ? out : "null", stdout);
+    free(out);
+    json_decref(j);
 }

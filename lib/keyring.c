@@ -385,6 +385,16 @@ kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
 
 /* ---- changes: keyring, mint, revoke ----------------------------------------- */
 
+/* Commit if rc is KW_OK, else roll back keeping the message already set
+ * (kwi_finish would replace it with the store's). */
+static kw_rc end_txn(kw_ctx *ctx, kw_rc rc)
+{
+    if (rc == KW_OK)
+        return kwi_finish(ctx, KW_OK);
+    ctx->store->ops->rollback(ctx->store);
+    return rc;
+}
+
 static kw_rc audit_kid(kw_ctx *ctx, const kw_actor *actor, const char *action, uint32_t kid,
                        uint32_t previous)
 {
@@ -518,7 +528,7 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
     }
     rc = kwi_audit_append(ctx, actor, "token.mint", id, "ok", detail);
 out:
-    rc = kwi_finish(ctx, rc);
+    rc = end_txn(ctx, rc);
     rows_free(rows, n);
     sodium_memzero(&made, sizeof(made));
     kw_secret_free(secret);
@@ -551,7 +561,7 @@ KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     if (rc == KW_OK)
         rc = kwi_audit_append(ctx, actor, "token.revoke", id, "ok", NULL);
-    rc = kwi_finish(ctx, rc);
+    rc = end_txn(ctx, rc);
     if (rc == KW_OK)
         ctx->revoked_ms = kwi_now_ms() - REFRESH_MS; /* read them again before the next use */
     return rc;
@@ -580,7 +590,7 @@ KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const kw_actor *actor, uint32_t 
         rc = key_create(ctx, rows, n, &kid);
     if (rc == KW_OK)
         rc = audit_kid(ctx, actor, "signing-key.rotate", kid, previous);
-    rc = kwi_finish(ctx, rc);
+    rc = end_txn(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK && kid_out != NULL)
         *kid_out = kid;
@@ -616,7 +626,7 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     if (rc == KW_OK)
         rc = audit_kid(ctx, actor, "signing-key.retire", kid, 0);
-    rc = kwi_finish(ctx, rc);
+    rc = end_txn(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK)
         ctx->keyring_ms = kwi_now_ms() - REFRESH_MS; /* read it again before the next use */
