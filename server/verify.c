@@ -25,7 +25,8 @@ int kws_keys_verify(h2o_req_t *req)
         return 0;
     json_object_foreach(o, k, s)
     {
-        if (strcmp(k, "key") && strcmp(k, "scopes") && strcmp(k, "cost")) {
+        if (strcmp(k, "key") && strcmp(k, "scopes") && strcmp(k, "cost") && strcmp(k, "audience") &&
+            strcmp(k, "client_address")) {
             json_decref(o);
             return kws_send_error(req, 400, "bad_request", "unknown field in the body");
         }
@@ -57,6 +58,21 @@ int kws_keys_verify(h2o_req_t *req)
             return kws_send_error(req, 400, "bad_request", "cost must be 1..1000000");
         }
         vr.cost = (uint32_t)json_integer_value(cost);
+    }
+    /* For a stateless key's audience and address caveats (docs/tokens.md). */
+    for (i = 0; i < 2; i++) {
+        json_t *v = json_object_get(o, i == 0 ? "audience" : "client_address");
+        if (v == NULL)
+            continue;
+        if (!json_is_string(v)) {
+            json_decref(o);
+            return kws_send_error(req, 400, "bad_request",
+                                  "audience and client_address must be strings");
+        }
+        if (i == 0)
+            vr.audience = json_string_value(v);
+        else
+            vr.client_addr = json_string_value(v);
     }
     rc =
         kws_verify(req, KWS_SRC_VERIFY, json_string_value(key), json_string_length(key), &vr, &res);
@@ -157,6 +173,16 @@ int kws_auth(h2o_req_t *req)
     if (required_scopes(req, scopes, &vr.nscopes) != 0) {
         fprintf(stderr, "keyward serve: /v1/auth: bad X-Required-Scopes from the gateway\n");
         return kws_send_error(req, 500, "internal", "X-Required-Scopes is malformed");
+    }
+    if (kw_token_shape(key.base, key.len)) {
+        /* A stateless key's audience and address caveats: what the trusted
+         * gateway says of the request (docs/nginx/keyward-gateway.conf). */
+        h2o_iovec_t aud = kws_header(req, "x-key-audience");
+        h2o_iovec_t ip = kws_header(req, "x-real-ip");
+        if (aud.len > 0)
+            vr.audience = h2o_strdup(&req->pool, aud.base, aud.len).base;
+        if (ip.len > 0)
+            vr.client_addr = h2o_strdup(&req->pool, ip.base, ip.len).base;
     }
     rc = kws_verify(req, KWS_SRC_AUTH, key.base, key.len, &vr, &res);
     if (rc != KW_OK) {

@@ -322,6 +322,34 @@ class KeysApi(ServerTestCase):
         v = self.verify(d["key"])
         self.assertEqual((v["code"], v["remaining"]), ("VALID", 0))
 
+    def test_verify_stateless_keys(self):
+        r = self.srv.kw("token", "mint", "--owner", "st", "--scope", "orders:*", "--json")
+        self.assertEqual(r.code, 0, r)
+        tok = json.loads(r.out)["token"]
+        v = self.verify(tok, ["orders:read"])
+        self.assertEqual((v["code"], v["owner"], v["scopes"]), ("VALID", "st", ["orders:*"]))
+        self.assertIs(v["meta"]["stateless"], True)
+        self.assertEqual(self.code_of(tok, ["users:read"]), "INSUFFICIENT_SCOPE")
+        r = self.srv.kw("token", "attenuate", "--audience", "api", "--address", "192.0.2.0/24",
+                        input=tok)
+        self.assertEqual(r.code, 0, r)
+        child = r.out.strip()
+        body = {"key": child}
+        for extra, code in (({}, "INSUFFICIENT_SCOPE"),
+                            ({"audience": "api"}, "INSUFFICIENT_SCOPE"),
+                            ({"audience": "api", "client_address": "192.0.2.9"}, "VALID"),
+                            ({"audience": "web", "client_address": "192.0.2.9"},
+                             "INSUFFICIENT_SCOPE")):
+            got = self.expect(self.call("POST", "/v1/keys/verify", dict(body, **extra)), 200)
+            self.assertEqual(got["code"], code, extra)
+        self.expect(self.call("POST", "/v1/keys/verify", dict(body, audience=5)), 400,
+                    "bad_request")
+        # and the gateway's endpoint, with what a gateway says of the request
+        st, h, _ = self.auth(child, extra={"X-Key-Audience": "api", "X-Real-IP": "192.0.2.9"})
+        self.assertEqual((st, h.get("x-key-code")), (200, "VALID"))
+        st, h, _ = self.auth(child, extra={"X-Key-Audience": "api", "X-Real-IP": "10.0.0.1"})
+        self.assertEqual((st, h.get("x-key-code")), (403, "INSUFFICIENT_SCOPE"))
+
     def test_verify_every_code(self):
         def fresh(**kw):
             return self.create(**kw)

@@ -150,6 +150,38 @@ class NginxGateway(unittest.TestCase):
         time.sleep(2.05)
         self.assertEqual(self.get("/orders/1", expiring)[0], 401)
 
+    def mint(self, *args):
+        out = subprocess.run([BIN, "--db", self.db, "token", "mint", "--json"] + list(args),
+                             env=self.env, check=True, capture_output=True, text=True).stdout
+        return json.loads(out)["token"]
+
+    def narrow(self, token, *args):
+        return subprocess.run([BIN, "token", "attenuate"] + list(args), input=token,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    def get_with(self, path, key, extra):
+        c = http.client.HTTPConnection("127.0.0.1", self.gw, timeout=10)
+        c.request("GET", path, headers=dict({"Authorization": "Bearer " + key}, **extra))
+        r = c.getresponse()
+        r.read()
+        c.close()
+        return r.status
+
+    def test_stateless_keys_and_their_caveats(self):
+        tok = self.mint("--owner", "acme", "--scope", "orders:*")
+        self.assertEqual(self.get("/orders/1", tok)[0], 200)
+        self.assertEqual(self.get("/billing/1", tok)[0], 403)
+        # the gateway states the audience and the client's address
+        ok = self.narrow(tok, "--audience", "api.example.com", "--address", "127.0.0.0/8")
+        self.assertEqual(self.get("/orders/1", ok)[0], 200)
+        other = self.narrow(tok, "--audience", "other.example.com")
+        far = self.narrow(tok, "--address", "10.0.0.0/8")
+        # a client cannot speak for the gateway: its own headers are replaced
+        spoof = {"X-Key-Audience": "other.example.com", "X-Real-IP": "10.1.2.3"}
+        for t in (other, far):
+            self.assertEqual(self.get("/orders/1", t)[0], 403)
+            self.assertEqual(self.get_with("/orders/1", t, spoof), 403)
+
     def test_wrong_scope_gets_403(self):
         key, _ = self.create("--scope", "orders:read")
         status, headers, _ = self.get("/billing/1", key)
