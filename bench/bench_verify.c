@@ -1,8 +1,9 @@
 /*
  * In-process verification speed (issue P3, row 2): verifications per second
  * through the in-memory index, on one thread, for a valid key, an unknown
- * id, a wrong secret and a malformed string, beside the cost of one bare
- * HMAC-SHA-256 of a key measured in the same run (the floor).
+ * id, a wrong secret and a malformed string, and a stateless key (issue P4:
+ * docs/tokens.md) as minted and with three caveats, beside the cost of one
+ * bare HMAC-SHA-256 of a key measured in the same run (the floor).
  *
  * usage: bench_verify [SECONDS_PER_ROW] [KEYS] [ROW]   prints a Markdown table;
  *        ROW ("valid key", ...) measures that row alone, for a profiler
@@ -26,6 +27,7 @@ typedef struct row {
     const char *key;
     size_t len;
     kw_verdict want;
+    const char *audience; /* stated by the verifier (a token's audience caveat) */
 } row;
 
 static volatile unsigned char sink;
@@ -66,7 +68,8 @@ static double verify_rate(kw_index *idx, kw_ctx *ctx, const row *r, double secon
     do {
         for (int i = 0; i < 1000; i++) {
             kw_verify_result res;
-            if (kw_index_verify(idx, ctx, r->key, r->len, NULL, &res) != KW_OK ||
+            kw_verify_request req = {.cost = 1, .audience = r->audience};
+            if (kw_index_verify(idx, ctx, r->key, r->len, &req, &res) != KW_OK ||
                 res.code != r->want) {
                 fprintf(stderr, "bench_verify: %s gave %s\n", r->name, kw_verdict_name(res.code));
                 exit(1);
@@ -84,7 +87,7 @@ int main(int argc, char **argv)
     long keys = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
     char dir[] = "/tmp/kwbench.XXXXXX", url[128];
     kw_open_opts oo = {.create = 1};
-    kw_secret *pepper, *valid = NULL;
+    kw_secret *pepper, *valid = NULL, *token = NULL, *child = NULL;
     char unknown[KW_KEY_MAX + 1], wrong[KW_KEY_MAX + 1];
     kw_key_params p;
     kw_index *idx;
@@ -120,11 +123,29 @@ int main(int argc, char **argv)
     wrong[len - 10] = wrong[len - 10] == 'A' ? 'B' : 'A';
     kw_key_check(wrong + len - 6, wrong, len - 6);
 
+    /* Stateless keys (docs/tokens.md): one as minted, one narrowed by three
+     * caveats (each one more HMAC at verification). */
+    {
+        static const char *const scopes[] = {"orders:*", "billing:read"};
+        static const char *const one[] = {"orders:read"};
+        kw_token_params tp = {.owner = "bench", .scopes = scopes, .nscopes = 2};
+        kw_token_restriction tr = {.scopes = one, .nscopes = 1, .audience = "bench", .new_id = 1};
+        char tid[KW_ID_LEN + 1];
+
+        if (kw_token_mint(ctx, &tp, &(kw_actor){"bench", "local"}, &token, tid) != KW_OK ||
+            kw_token_attenuate(&child, (const char *)kw_secret_cdata(token), kw_secret_len(token),
+                               &tr, NULL, NULL, 0) != KW_OK)
+            return 7;
+    }
     const row rows[] = {
-        {"valid key", (const char *)kw_secret_cdata(valid), len, KW_VALID},
-        {"unknown id", unknown, len, KW_NOT_FOUND},
-        {"wrong secret", wrong, len, KW_NOT_FOUND},
-        {"malformed", "kw_live_not-a-key", 17, KW_MALFORMED},
+        {"valid key", (const char *)kw_secret_cdata(valid), len, KW_VALID, NULL},
+        {"unknown id", unknown, len, KW_NOT_FOUND, NULL},
+        {"wrong secret", wrong, len, KW_NOT_FOUND, NULL},
+        {"malformed", "kw_live_not-a-key", 17, KW_MALFORMED, NULL},
+        {"stateless key (HMAC), as minted", (const char *)kw_secret_cdata(token),
+         kw_secret_len(token), KW_VALID, NULL},
+        {"stateless key (HMAC), 3 caveats (scopes, audience, id)",
+         (const char *)kw_secret_cdata(child), kw_secret_len(child), KW_VALID, "bench"},
     };
     floor = hmac_rate(rows[0].key, len, seconds, 1);
     printf("| in-process verification (1 thread, %ld keys) | per second | vs bare HMAC |\n", keys);
@@ -145,6 +166,8 @@ int main(int argc, char **argv)
     kw_index_free(idx);
     kw_close(ctx);
     kw_secret_free(valid);
+    kw_secret_free(token);
+    kw_secret_free(child);
     kw_secret_free(pepper);
     return rm_rf(dir) == 0 ? 0 : 6;
 }

@@ -675,7 +675,7 @@ int key_verify_main(kwc_global *g, int argc, char **argv)
     }
     if ((ret = kwc_open(g, &ctx)) != 0)
         goto out;
-    if ((ret = kwc_read_secret(g, env_name, "Key", &key)) != 0)
+    if ((ret = kwc_read_secret(g, env_name, "key", &key)) != 0)
         goto out;
     req.scopes = scopes.v;
     req.nscopes = scopes.n;

@@ -217,7 +217,7 @@ int token_attenuate_main(kwc_global *g, int argc, char **argv)
         goto out;
     r.scopes = scopes.v;
     r.nscopes = scopes.n;
-    if ((ret = kwc_read_secret(g, env_name, "Token", &parent)) != 0)
+    if ((ret = kwc_read_secret(g, env_name, "token", &parent)) != 0)
         goto out;
     rc = kw_token_attenuate(&child, (const char *)kw_secret_cdata(parent), kw_secret_len(parent),
                             &r, id, err, sizeof(err));
@@ -339,7 +339,7 @@ int token_inspect_main(kwc_global *g, int argc, char **argv)
     }
     if ((ret = no_args(g, argc, argv)) != 0)
         goto out;
-    if ((ret = kwc_read_secret(g, env_name, "Token", &tok)) != 0)
+    if ((ret = kwc_read_secret(g, env_name, "token", &tok)) != 0)
         goto out;
     rc = kw_token_parse(&t, (const char *)kw_secret_cdata(tok), kw_secret_len(tok), err,
                         sizeof(err));

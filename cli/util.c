@@ -1,6 +1,7 @@
 /* Shared pieces of the command line: errors, options, values, output. */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -351,7 +352,7 @@ int kwc_read_secret(const kwc_global *g, const char *env_name, const char *what,
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         tty = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
-        fprintf(stderr, "%s: ", what);
+        fprintf(stderr, "%c%s: ", toupper((unsigned char)what[0]), what + 1);
     }
     rc = kw_secret_read_fd(out, STDIN_FILENO, SECRET_INPUT_MAX);
     if (tty) {
@@ -365,7 +366,7 @@ int kwc_read_secret(const kwc_global *g, const char *env_name, const char *what,
     if (kw_secret_len(*out) == 0) {
         kw_secret_free(*out);
         *out = NULL;
-        return kwc_usage(g, "nothing on stdin (%s expected)", what);
+        return kwc_usage(g, "no %s on stdin", what);
     }
     return 0;
 }

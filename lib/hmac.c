@@ -115,3 +115,28 @@ void kwi_hmac_end(kwi_hmac_stream *st, unsigned char out[static 32])
     sodium_memzero(st, sizeof(*st));
     sodium_memzero(inner, sizeof(inner));
 }
+
+void kwi_hmac_key32(unsigned char out[static 32], const unsigned char key[static 32],
+                    const void *data, size_t len)
+{
+    unsigned char block[SHA256_CBLOCK], inner[SHA256_DIGEST_LENGTH];
+    SHA256_CTX c;
+
+    memset(block, 0x36, sizeof(block));
+    for (size_t i = 0; i < 32; i++)
+        block[i] ^= key[i];
+    SHA256_Init(&c);
+    SHA256_Update(&c, block, sizeof(block));
+    SHA256_Update(&c, data, len);
+    SHA256_Final(inner, &c);
+    memset(block, 0x5c, sizeof(block));
+    for (size_t i = 0; i < 32; i++)
+        block[i] ^= key[i];
+    SHA256_Init(&c);
+    SHA256_Update(&c, block, sizeof(block));
+    SHA256_Update(&c, inner, sizeof(inner));
+    SHA256_Final(out, &c); /* out may be key: key is no longer read */
+    sodium_memzero(&c, sizeof(c));
+    sodium_memzero(block, sizeof(block));
+    sodium_memzero(inner, sizeof(inner));
+}

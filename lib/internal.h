@@ -48,6 +48,11 @@ kw_rc kwi_hmac_key_new(kw_secret **out, const kw_secret *key);
 void kwi_hmac_fast(unsigned char out[static 32], const kw_secret *hkey, const void *data,
                    size_t len);
 
+/* HMAC-SHA-256 under a 32-byte key that changes every call (a token's
+ * running tag), on the stack and with OpenSSL's SHA-256; out may be key. */
+void kwi_hmac_key32(unsigned char out[static 32], const unsigned char key[static 32],
+                    const void *data, size_t len);
+
 /* The same HMAC over data given in pieces: begin, update..., end (which
  * wipes the state). The state holds an OpenSSL SHA256_CTX. */
 typedef struct kwi_hmac_stream {
@@ -190,6 +195,19 @@ int kwi_b62blk_decode(unsigned char *out, size_t *n, const char *in, size_t len)
 kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32_t kid,
                      const kw_token_params *p, const char id[static KW_ID_LEN + 1],
                      int64_t issued_at, char *err, size_t err_len);
+/* A token read from its text once, for verification: its claims, its
+ * bytes, and where the claims and the tag start. */
+#define KWI_TOKEN_BYTES_MAX (KW_TOKEN_MAX / 11 * 8 + 8)
+typedef struct kwi_token {
+    kw_token_info *info;
+    size_t n, claims_len, tag_at;
+    unsigned char bytes[KWI_TOKEN_BYTES_MAX];
+} kwi_token;
+/* 1 if the text is a well-formed token (then call kwi_token_done), else 0. */
+int kwi_token_read(kwi_token *t, const char *text, size_t len);
+/* Is its tag right under the signing key's pad states (kwi_hmac_key_new)? */
+int kwi_token_tag_matches(const kwi_token *t, const kw_secret *pads);
+void kwi_token_done(kwi_token *t);
 /* Parse a token and check its tag under key: 1 if it is right. *info gets
  * what it claims whenever it parsed (free it), NULL otherwise. */
 int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[static 32],

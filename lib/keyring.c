@@ -26,7 +26,7 @@ static const char ad_label[] = "keyward signing key";
 typedef struct ring_key {
     uint32_t kid;
     int retired;
-    kw_secret *secret;
+    kw_secret *pads; /* the signing key's HMAC pad states (kwi_hmac_key_new) */
 } ring_key;
 
 struct kwi_keyring {
@@ -39,7 +39,7 @@ static void ring_free(struct kwi_keyring *r)
     if (r == NULL)
         return;
     for (size_t i = 0; i < r->n; i++)
-        kw_secret_free(r->k[i].secret);
+        kw_secret_free(r->k[i].pads);
     free(r->k);
     free(r);
 }
@@ -159,7 +159,13 @@ static kw_rc ring_load(kw_ctx *ctx)
             r->n++;
             continue;
         }
-        rc = unseal(ctx, &rows[i], &k->secret);
+        {
+            kw_secret *secret = NULL;
+            rc = unseal(ctx, &rows[i], &secret);
+            if (rc == KW_OK)
+                rc = kwi_hmac_key_new(&k->pads, secret);
+            kw_secret_free(secret);
+        }
         if (rc == KW_OK)
             r->n++;
     }
@@ -174,8 +180,8 @@ static kw_rc ring_load(kw_ctx *ctx)
     return KW_OK;
 }
 
-/* The secret of signing key kid, if it may verify: KW_ERR_NOT_FOUND if it
- * is unknown or retired. */
+/* The pad states of signing key kid, if it may verify: KW_ERR_NOT_FOUND
+ * if it is unknown or retired. */
 static kw_rc ring_key_of(kw_ctx *ctx, uint32_t kid, const kw_secret **out)
 {
     int64_t now = kwi_now_ms(), age = now - ctx->keyring_ms;
@@ -192,7 +198,7 @@ static kw_rc ring_key_of(kw_ctx *ctx, uint32_t kid, const kw_secret **out)
             if (ctx->keyring->k[i].kid == kid) {
                 if (ctx->keyring->k[i].retired)
                     return KW_ERR_NOT_FOUND;
-                *out = ctx->keyring->k[i].secret;
+                *out = ctx->keyring->k[i].pads;
                 return KW_OK;
             }
         if (age == 0)
@@ -348,33 +354,28 @@ static kw_verdict decide(kw_ctx *ctx, const kw_token_info *t, const kw_verify_re
 kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                        kw_verify_result *out)
 {
-    kw_token_info *t = NULL;
-    const kw_secret *secret;
+    const kw_secret *pads;
+    kwi_token t;
     kw_rc rc;
 
     out->code = KW_MALFORMED;
-    if (kw_token_parse(&t, key, len, NULL, 0) != KW_OK)
-        return KW_OK;
-    rc = ring_key_of(ctx, t->kid, &secret);
-    kw_token_info_free(t);
-    t = NULL;
-    if (rc == KW_ERR_NOT_FOUND) {
-        out->code = KW_NOT_FOUND;
+    if (!kwi_token_read(&t, key, len)) {
+        kwi_token_done(&t);
         return KW_OK;
     }
-    if (rc != KW_OK)
-        return rc;
-    if (!kwi_token_tag_ok(key, len, kw_secret_cdata(secret), &t)) {
-        kw_token_info_free(t);
-        out->code = KW_NOT_FOUND;
+    rc = ring_key_of(ctx, t.info->kid, &pads);
+    if (rc == KW_ERR_NOT_FOUND || (rc == KW_OK && !kwi_token_tag_matches(&t, pads))) {
+        kwi_token_done(&t);
+        out->code = KW_NOT_FOUND; /* like a wrong secret */
         return KW_OK;
     }
-    rc = fill_record(&out->key, t);
+    if (rc == KW_OK)
+        rc = fill_record(&out->key, t.info);
     if (rc == KW_OK) {
         out->found = 1;
-        out->code = decide(ctx, t, req, &rc);
+        out->code = decide(ctx, t.info, req, &rc);
     }
-    kw_token_info_free(t);
+    kwi_token_done(&t);
     if (rc != KW_OK) {
         kw_key_record_clear(&out->key);
         out->found = 0;

@@ -18,7 +18,7 @@
 #define TIME_MAX ((INT64_C(1) << 40) - 1)
 #define BLOCK 8
 #define BLOCK_DIGITS 11
-#define BYTES_MAX (KW_TOKEN_MAX / BLOCK_DIGITS * BLOCK + BLOCK)
+#define BYTES_MAX KWI_TOKEN_BYTES_MAX
 
 static const char b62[] = KW_BASE62_ALPHABET;
 /* Digits that hold any k-byte value, k = 0..8 (62^d >= 256^k). */
@@ -75,9 +75,15 @@ int kwi_b62blk_decode(unsigned char *out, size_t *n, const char *in, size_t len)
             return 0; /* no byte count takes this many digits */
         for (size_t i = 0; i < d; i++) {
             int x = b62_value((unsigned char)in[i]);
-            if (x < 0 || v > (UINT64_MAX - (uint64_t)x) / 62)
+            if (x < 0)
                 return 0;
-            v = v * 62 + (uint64_t)x;
+            /* 62^10 < 2^64: only an 11th digit can overflow */
+            if (i == BLOCK_DIGITS - 1) {
+                if (__builtin_mul_overflow(v, 62, &v) || __builtin_add_overflow(v, x, &v))
+                    return 0;
+            } else {
+                v = v * 62 + (uint64_t)x;
+            }
         }
         if (k < BLOCK && v >> (8 * k) != 0)
             return 0; /* more than k bytes: not the one text of any bytes */
@@ -499,28 +505,42 @@ KW_API kw_rc kw_token_parse(kw_token_info **out, const char *token, size_t len, 
 
 /* ---- the tag ------------------------------------------------------------------- */
 
-/* The HMAC chain over prefix, claims and caveats, under a 32-byte key. */
-static void chain(unsigned char tag[static TAG_LEN], const unsigned char *key, const char *prefix,
+/* The HMAC chain over prefix, claims and caveats, under a signing key's
+ * HMAC pad states (kwi_hmac_key_new): the pads make the first HMAC two
+ * compressions cheaper, and a verifier keeps them per signing key. */
+static void chain(unsigned char tag[static TAG_LEN], const kw_secret *pads, const char *prefix,
                   const unsigned char *claims, size_t claims_len, const unsigned char *caveats,
                   size_t caveats_len)
 {
-    crypto_auth_hmacsha256_state st;
     static const unsigned char zero = 0;
+    kwi_hmac_stream st;
 
-    crypto_auth_hmacsha256_init(&st, key, TAG_LEN);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)chain_label, sizeof(chain_label) - 1);
-    crypto_auth_hmacsha256_update(&st, &zero, 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)prefix, strlen(prefix));
-    crypto_auth_hmacsha256_update(&st, &zero, 1);
-    crypto_auth_hmacsha256_update(&st, claims, claims_len);
-    crypto_auth_hmacsha256_final(&st, tag);
+    kwi_hmac_begin(&st, pads);
+    kwi_hmac_update(&st, chain_label, sizeof(chain_label) - 1);
+    kwi_hmac_update(&st, &zero, 1);
+    kwi_hmac_update(&st, prefix, strlen(prefix));
+    kwi_hmac_update(&st, &zero, 1);
+    kwi_hmac_update(&st, claims, claims_len);
+    kwi_hmac_end(&st, tag);
     while (caveats_len > 0) {
         size_t clen = 2u + caveats[1];
-        crypto_auth_hmacsha256(tag, caveats, clen, tag);
+        kwi_hmac_key32(tag, tag, caveats, clen);
         caveats += clen;
         caveats_len -= clen;
     }
-    sodium_memzero(&st, sizeof(st));
+}
+
+/* The pad states of a raw 32-byte signing key. */
+static kw_rc pads_of_key(kw_secret **pads, const unsigned char key[static 32])
+{
+    kw_secret *k;
+    kw_rc rc = kw_secret_from(&k, key, TAG_LEN);
+
+    if (rc != KW_OK)
+        return rc;
+    rc = kwi_hmac_key_new(pads, k);
+    kw_secret_free(k);
+    return rc;
 }
 
 /* Where the claims end in token bytes that parsed (the first caveat). */
@@ -533,28 +553,61 @@ static size_t claims_end(const kw_token_info *t)
     return n;
 }
 
+int kwi_token_read(kwi_token *t, const char *text, size_t len)
+{
+    char prefix[KW_PREFIX_MAX + 1];
+    const char *why;
+
+    t->info = NULL;
+    t->n = 0;
+    if (!text_split(text, len, prefix, t->bytes, &t->n)) {
+        t->n = sizeof(t->bytes); /* partly written: wipe it all */
+        return 0;
+    }
+    if ((t->info = bytes_parse(t->bytes, t->n, &t->tag_at, &why)) == NULL)
+        return 0;
+    memcpy(t->info->prefix, prefix, sizeof(prefix));
+    t->claims_len = claims_end(t->info);
+    return 1;
+}
+
+int kwi_token_tag_matches(const kwi_token *t, const kw_secret *pads)
+{
+    unsigned char tag[TAG_LEN];
+    int ok;
+
+    chain(tag, pads, t->info->prefix, t->bytes, t->claims_len, t->bytes + t->claims_len,
+          t->tag_at - t->claims_len);
+    ok = sodium_memcmp(tag, t->bytes + t->tag_at, TAG_LEN) == 0;
+    sodium_memzero(tag, sizeof(tag));
+    return ok;
+}
+
+void kwi_token_done(kwi_token *t)
+{
+    kw_token_info_free(t->info);
+    t->info = NULL;
+    sodium_memzero(t->bytes, t->n < sizeof(t->bytes) ? t->n : sizeof(t->bytes));
+}
+
 int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[static 32],
                      kw_token_info **info)
 {
-    unsigned char bytes[BYTES_MAX], tag[TAG_LEN];
-    char prefix[KW_PREFIX_MAX + 1];
-    const char *why;
-    size_t n, tag_at, ce;
-    kw_token_info *t;
-    int ok;
+    kw_secret *pads = NULL;
+    kwi_token t;
+    int ok = 0;
 
     *info = NULL;
-    if (!text_split(token, len, prefix, bytes, &n))
+    if (!kwi_token_read(&t, token, len)) {
+        kwi_token_done(&t);
         return 0;
-    if ((t = bytes_parse(bytes, n, &tag_at, &why)) == NULL)
-        return 0;
-    memcpy(t->prefix, prefix, sizeof(prefix));
-    ce = claims_end(t);
-    chain(tag, key, prefix, bytes, ce, bytes + ce, tag_at - ce);
-    ok = sodium_memcmp(tag, bytes + tag_at, TAG_LEN) == 0;
-    sodium_memzero(tag, sizeof(tag));
-    sodium_memzero(bytes, sizeof(bytes));
-    *info = t;
+    }
+    if (pads_of_key(&pads, key) == KW_OK)
+        ok = kwi_token_tag_matches(&t, pads);
+    kw_secret_free(pads);
+    *info = t.info;
+    t.info = NULL;
+    kwi_token_done(&t);
     return ok;
 }
 
@@ -633,6 +686,7 @@ kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32
     const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
     unsigned char kidb[4] = {kid >> 24, kid >> 16, kid >> 8, kid};
     writer w = {.n = 0};
+    kw_secret *pads = NULL;
     kw_rc rc;
 
     if (!kw_prefix_valid(prefix)) {
@@ -681,7 +735,10 @@ kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32
         seterr(err, err_len, "%s", "the token would be too long");
         return KW_ERR_INVALID;
     }
-    chain(w.p + w.n, key, prefix, w.p, w.n, NULL, 0);
+    if ((rc = pads_of_key(&pads, key)) != KW_OK)
+        return rc;
+    chain(w.p + w.n, pads, prefix, w.p, w.n, NULL, 0);
+    kw_secret_free(pads);
     w.n += TAG_LEN;
     rc = text_of(out, prefix, &w);
     if (rc == KW_ERR_INVALID)
@@ -857,7 +914,7 @@ KW_API kw_rc kw_token_attenuate(kw_secret **child_out, const char *token, size_t
         }
     }
     for (size_t off = first; off < w.n && !w.over; off += 2u + w.p[off + 1])
-        crypto_auth_hmacsha256(tag, w.p + off, 2u + w.p[off + 1], tag);
+        kwi_hmac_key32(tag, tag, w.p + off, 2u + w.p[off + 1]);
     put(&w, tag, TAG_LEN);
     if (w.over) {
         seterr(err, err_len, "%s", "the token would be too long");
