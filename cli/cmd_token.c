@@ -63,6 +63,15 @@ static int help(const char *text)
     return EXIT_DONE;
 }
 
+/* --expires or --not-before: a duration from now, or an RFC 3339 time. */
+static int when_opt(const kwc_global *g, int c, const char *arg, int64_t *t)
+{
+    if (kwc_parse_when(arg, t) == 0)
+        return 0;
+    return kwc_usage(g, "%s takes a duration (30s, 15m, 24h, 90d) or an RFC 3339 time, not '%s'",
+                     c == OPT_EXPIRES ? "--expires" : "--not-before", arg);
+}
+
 static int no_args(const kwc_global *g, int argc, char **argv)
 {
     if (optind < argc)
@@ -128,13 +137,8 @@ int token_mint_main(kwc_global *g, int argc, char **argv)
             break;
         case OPT_EXPIRES:
         case OPT_NOT_BEFORE:
-            if (kwc_parse_when(optarg, c == OPT_EXPIRES ? &p.expires_at : &p.not_before) != 0) {
-                kwc_usage(g,
-                          "'%s' is neither a duration (30s, 15m, 24h, 90d) nor an RFC 3339 "
-                          "time",
-                          optarg);
+            if (when_opt(g, c, optarg, c == OPT_EXPIRES ? &p.expires_at : &p.not_before) != 0)
                 goto out;
-            }
             break;
         case OPT_PREFIX: p.prefix = optarg; break;
         case OPT_JSON: json = 1; break;
@@ -196,13 +200,8 @@ int token_attenuate_main(kwc_global *g, int argc, char **argv)
             break;
         case OPT_EXPIRES:
         case OPT_NOT_BEFORE:
-            if (kwc_parse_when(optarg, c == OPT_EXPIRES ? &r.expires_at : &r.not_before) != 0) {
-                kwc_usage(g,
-                          "'%s' is neither a duration (30s, 15m, 24h, 90d) nor an RFC 3339 "
-                          "time",
-                          optarg);
+            if (when_opt(g, c, optarg, c == OPT_EXPIRES ? &r.expires_at : &r.not_before) != 0)
                 goto out;
-            }
             break;
         case OPT_AUDIENCE: r.audience = optarg; break;
         case OPT_ADDRESS: r.address = optarg; break;

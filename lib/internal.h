@@ -174,6 +174,8 @@ void kwi_jw_raw(kwi_jw *w, const char *s, size_t len);
 void kwi_jw_lit(kwi_jw *w, const char *s);
 /* A JSON string (NULL: null); bytes that are not UTF-8 become U+FFFD. */
 void kwi_jw_str(kwi_jw *w, const char *s);
+/* A JSON array of n strings. */
+void kwi_jw_strv(kwi_jw *w, const char *const *v, size_t n);
 void kwi_jw_int(kwi_jw *w, long long v);
 /* An RFC 3339 time as a string, or null for 0. */
 void kwi_jw_time(kwi_jw *w, int64_t t);

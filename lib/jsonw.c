@@ -154,6 +154,17 @@ void kwi_jw_str(kwi_jw *w, const char *s)
     w->n = (size_t)(o - w->p);
 }
 
+void kwi_jw_strv(kwi_jw *w, const char *const *v, size_t n)
+{
+    kwi_jw_raw(w, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            kwi_jw_raw(w, ",", 1);
+        kwi_jw_str(w, v[i]);
+    }
+    kwi_jw_raw(w, "]", 1);
+}
+
 void kwi_jw_int(kwi_jw *w, long long v)
 {
     char buf[24];

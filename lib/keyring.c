@@ -335,11 +335,9 @@ static kw_verdict decide(kw_ctx *ctx, const kw_token_info *t, const kw_verify_re
         return KW_EXPIRED;
     if (t->eff_not_before && now < t->eff_not_before)
         return KW_NOT_YET_VALID;
-    for (size_t i = 0; i < req->nscopes; i++) {
-        const char *s = req->scopes[i];
-        if (!kw_scopes_cover((const char *const *)t->eff_scopes, t->neff_scopes, &s, 1))
-            return KW_INSUFFICIENT_SCOPE;
-    }
+    if (!kw_scopes_cover((const char *const *)t->eff_scopes, t->neff_scopes, req->scopes,
+                         req->nscopes))
+        return KW_INSUFFICIENT_SCOPE;
     for (size_t i = 0; i < t->ncaveats; i++) {
         const kw_token_caveat *c = &t->caveats[i];
         if (c->type == KW_CAVEAT_AUDIENCE &&
@@ -461,13 +459,9 @@ static char *mint_detail(const kw_token_params *p, const char *id, uint32_t kid)
     kwi_jw_str(&w, k);
     kwi_jw_lit(&w, ",\"owner\":");
     kwi_jw_str(&w, p->owner);
-    kwi_jw_lit(&w, ",\"scopes\":[");
-    for (size_t i = 0; i < p->nscopes; i++) {
-        if (i > 0)
-            kwi_jw_raw(&w, ",", 1);
-        kwi_jw_str(&w, p->scopes[i]);
-    }
-    kwi_jw_lit(&w, "],\"not_before\":");
+    kwi_jw_lit(&w, ",\"scopes\":");
+    kwi_jw_strv(&w, p->scopes, p->nscopes);
+    kwi_jw_lit(&w, ",\"not_before\":");
     kwi_jw_time(&w, p->not_before);
     kwi_jw_lit(&w, ",\"expires_at\":");
     kwi_jw_time(&w, p->expires_at);

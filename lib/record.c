@@ -353,13 +353,9 @@ static char *record_json(const kw_key_record *r, int audit, const char *extra_na
     kwi_jw_str(&w, r->owner);
     kwi_jw_lit(&w, ",\"name\":");
     kwi_jw_str(&w, r->name);
-    kwi_jw_lit(&w, ",\"scopes\":[");
-    for (size_t i = 0; i < r->nscopes; i++) {
-        if (i > 0)
-            kwi_jw_raw(&w, ",", 1);
-        kwi_jw_str(&w, r->scopes[i]);
-    }
-    kwi_jw_lit(&w, "],\"meta\":");
+    kwi_jw_lit(&w, ",\"scopes\":");
+    kwi_jw_strv(&w, (const char *const *)r->scopes, r->nscopes);
+    kwi_jw_lit(&w, ",\"meta\":");
     kwi_jw_object_text(&w, r->meta);
     if (!audit) {
         kwi_jw_lit(&w, ",\"status\":");

@@ -53,13 +53,9 @@ KW_API char *kw_verify_result_json(const kw_verify_result *r)
         kwi_jw_str(&w, k->id);
         kwi_jw_lit(&w, ",\"owner\":");
         kwi_jw_str(&w, k->owner);
-        kwi_jw_lit(&w, ",\"scopes\":[");
-        for (i = 0; i < k->nscopes; i++) {
-            if (i > 0)
-                kwi_jw_raw(&w, ",", 1);
-            kwi_jw_str(&w, k->scopes[i]);
-        }
-        kwi_jw_lit(&w, "],\"meta\":");
+        kwi_jw_lit(&w, ",\"scopes\":");
+        kwi_jw_strv(&w, (const char *const *)k->scopes, k->nscopes);
+        kwi_jw_lit(&w, ",\"meta\":");
         kwi_jw_lit(&w, meta);
         kwi_jw_lit(&w, ",\"expires_at\":");
         kwi_jw_time(&w, k->expires_at);
