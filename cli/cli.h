@@ -77,7 +77,12 @@ int kwc_getopt(const kwc_global *g, int argc, char **argv, const char *shortopts
  * 0 or an exit status (the error printed). */
 int kwc_read_secret(const kwc_global *g, const char *env_name, const char *what, kw_secret **out);
 
-/* Load the pepper and open the database. Prints the error itself. */
+/* The seed system's secrets from KEYWARD_SEED_SIGNING_SECRET and
+ * KEYWARD_SEED_MASTER_KEY (NULL when unset or empty; caller frees). */
+kw_rc kwc_seed_env(kw_secret **signing, kw_secret **master);
+
+/* Load the pepper and open the database (with the seed secrets, if set).
+ * Prints the error itself. */
 int kwc_open(kwc_global *g, kw_ctx **out);
 
 /* Value parsers: 0 on success, -1 (nothing printed) if malformed. */

@@ -44,7 +44,7 @@ int serve_main(kwc_global *g, int argc, char **argv)
         {0},
     };
     kws_config cfg;
-    kw_secret *pepper = NULL;
+    kw_secret *pepper = NULL, *seed_signing = NULL, *seed_master = NULL;
     kw_ctx *probe = NULL;
     uint64_t n;
     int c, ret;
@@ -100,7 +100,15 @@ int serve_main(kwc_global *g, int argc, char **argv)
         return kwc_fail(g, KW_ERR_PEPPER, NULL);
     cfg.db_url = g->db_url;
     cfg.pepper = pepper;
+    if (kwc_seed_env(&seed_signing, &seed_master) != KW_OK) {
+        kw_secret_free(pepper);
+        return kwc_fail(g, KW_ERR_NOMEM, NULL);
+    }
+    cfg.seed_signing = seed_signing;
+    cfg.seed_master = seed_master;
     ret = kws_run(&cfg);
+    kw_secret_free(seed_signing);
+    kw_secret_free(seed_master);
     kw_secret_free(pepper);
     return ret;
 }

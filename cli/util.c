@@ -117,7 +117,44 @@ int kwc_open(kwc_global *g, kw_ctx **out)
     kw_secret_free(pepper);
     if (rc != KW_OK)
         return kwc_fail(g, rc, err);
+    {
+        kw_secret *signing = NULL, *master = NULL;
+        rc = kwc_seed_env(&signing, &master);
+        if (rc == KW_OK && (signing != NULL || master != NULL))
+            rc = kw_seed_secrets(*out, signing, master);
+        kw_secret_free(signing);
+        kw_secret_free(master);
+        if (rc != KW_OK) {
+            kw_close(*out);
+            *out = NULL;
+            return kwc_fail(g, rc, NULL);
+        }
+    }
     return EXIT_DONE;
+}
+
+/* One secret from an environment variable; *out stays NULL if unset or empty. */
+static kw_rc secret_env(const char *name, kw_secret **out)
+{
+    const char *v = getenv(name);
+
+    *out = NULL;
+    if (v == NULL || v[0] == '\0')
+        return KW_OK;
+    return kw_secret_from(out, v, strlen(v));
+}
+
+kw_rc kwc_seed_env(kw_secret **signing, kw_secret **master)
+{
+    kw_rc rc = secret_env("KEYWARD_SEED_SIGNING_SECRET", signing);
+
+    if (rc == KW_OK)
+        rc = secret_env("KEYWARD_SEED_MASTER_KEY", master);
+    if (rc != KW_OK) {
+        kw_secret_free(*signing);
+        *signing = NULL;
+    }
+    return rc;
 }
 
 int kwc_parse_u64(const char *s, uint64_t max, uint64_t *out)

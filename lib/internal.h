@@ -27,7 +27,8 @@ struct kw_ctx {
     int64_t keyring_ms;             /* when it was last read */
     char (*revoked)[KW_ID_LEN + 1]; /* revoked token ids, sorted */
     size_t nrevoked;
-    int64_t revoked_ms; /* when they were last read */
+    int64_t revoked_ms;    /* when they were last read */
+    struct kwi_seed *seed; /* the seed system's secrets (lib/seed.c), or NULL */
     char errmsg[KWI_ERRMSG_MAX];
 };
 
@@ -220,6 +221,16 @@ int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[stat
 kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                        kw_verify_result *out);
 void kwi_keyring_free(kw_ctx *ctx);
+/* Is this token id (or a seed key's id) revoked? Read again after a second. */
+kw_rc kwi_token_revoked(kw_ctx *ctx, const char *id, int *yes);
+
+/* The seed system's signed and hierarchical keys (lib/seed.c): could key
+ * be one that ctx's secrets verify; verify it (KW_ERR_NOT_FOUND: it is not
+ * one, go on with other kinds); free ctx's seed secrets. */
+int kwi_seed_shape(const kw_ctx *ctx, const char *key, size_t len);
+kw_rc kwi_seed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
+                      kw_verify_result *out);
+void kwi_seed_free(kw_ctx *ctx);
 
 /* Is s well-formed UTF-8 (no overlong forms, surrogates, or code points
  * beyond U+10FFFF)? */

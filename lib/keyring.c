@@ -233,7 +233,7 @@ static kw_rc revoked_load(kw_ctx *ctx)
     return KW_OK;
 }
 
-static kw_rc is_revoked(kw_ctx *ctx, const char *id, int *yes)
+kw_rc kwi_token_revoked(kw_ctx *ctx, const char *id, int *yes)
 {
     char key[KW_ID_LEN + 1] = {0};
     int64_t age = kwi_now_ms() - ctx->revoked_ms;
@@ -323,10 +323,10 @@ static kw_verdict decide(kw_ctx *ctx, const kw_token_info *t, const kw_verify_re
     int64_t now = kw_now();
     int revoked = 0;
 
-    *rc = is_revoked(ctx, t->id, &revoked);
+    *rc = kwi_token_revoked(ctx, t->id, &revoked);
     for (size_t i = 0; i < t->ncaveats && *rc == KW_OK && !revoked; i++)
         if (t->caveats[i].type == KW_CAVEAT_ID)
-            *rc = is_revoked(ctx, t->caveats[i].text, &revoked);
+            *rc = kwi_token_revoked(ctx, t->caveats[i].text, &revoked);
     if (*rc != KW_OK)
         return KW_NOT_FOUND;
     if (revoked)

@@ -316,8 +316,17 @@ KW_API kw_rc kw_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
         }
     if (key == NULL || len > KW_VERIFY_INPUT_MAX)
         return KW_OK;
-    if (kw_token_shape(key, len)) /* longer than an opaque key: docs/tokens.md */
-        return kwi_token_verify(ctx, key, len, req, out);
+    if (kw_token_shape(key, len)) { /* longer than an opaque key: docs/tokens.md */
+        rc = kwi_token_verify(ctx, key, len, req, out);
+        if (rc != KW_OK || out->code != KW_MALFORMED || !kwi_seed_shape(ctx, key, len))
+            return rc;
+    }
+    if (kwi_seed_shape(ctx, key, len)) { /* the seed's own signed or hierarchical keys */
+        rc = kwi_seed_verify(ctx, key, len, req, out);
+        if (rc != KW_ERR_NOT_FOUND)
+            return rc;
+        out->code = KW_MALFORMED;
+    }
     opaque = kw_key_parse(&parts, key, len);
     if (!opaque && !(legacy_shape(key, len) && has_imported(ctx)))
         return KW_OK;

@@ -29,10 +29,12 @@ typedef struct kws_config {
     const kw_secret *pepper;           /* borrowed */
     kws_cidr trusted[KWS_TRUSTED_MAX]; /* who may call /v1/auth */
     int ntrusted;
-    size_t index_max;     /* most keys the in-memory index holds */
-    const char *tls_cert; /* PEM chain; NULL: plain HTTP */
-    const char *tls_key;  /* PEM private key, mode 0600 */
-    int sync_ms;          /* how often usage is written and changes picked up */
+    size_t index_max;              /* most keys the in-memory index holds */
+    const char *tls_cert;          /* PEM chain; NULL: plain HTTP */
+    const char *tls_key;           /* PEM private key, mode 0600 */
+    int sync_ms;                   /* how often usage is written and changes picked up */
+    const kw_secret *seed_signing; /* the seed system's secrets, or NULL (borrowed) */
+    const kw_secret *seed_master;
 } kws_config;
 
 /* Routes, for metrics. */

@@ -167,6 +167,22 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
  */
 KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t *n) KW_WARN_UNUSED;
 
+/* ---- the seed system's own keys (SPEC.md, "Seed compatibility") -------- */
+
+/**
+ * Let ctx verify the seed system's signed keys (base64url of a JSON payload
+ * and its HMAC-SHA-256 under `signing_secret`, valid 365 days after its
+ * created_at; owner = user_id, scopes = permissions) and hierarchical keys
+ * (`sk_<scope>_<32 hex>` under `master_key`, granting exactly that scope).
+ * Either may be NULL (that kind is not accepted); the bytes are copied.
+ * Their ids are the first 12 hex digits of the key_id, or of the derived
+ * hex; kw_token_revoke revokes them. The CLI and the server take them from
+ * KEYWARD_SEED_SIGNING_SECRET and KEYWARD_SEED_MASTER_KEY.
+ * @return KW_OK or KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_seed_secrets(kw_ctx *ctx, const kw_secret *signing_secret,
+                             const kw_secret *master_key) KW_WARN_UNUSED;
+
 #ifdef __cplusplus
 }
 #endif

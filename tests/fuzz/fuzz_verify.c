@@ -7,8 +7,11 @@
  *   mode 0  the data is the presented key
  *   mode 1  the data is XORed over the real key (near misses)
  *   mode 2  the real key, with the data as required scopes (split on NUL)
- * Invariants (abort on violation): VALID only for the exact real keys, and
- * only when every required scope is covered; results are released cleanly.
+ *   mode 3  the data is a seed signed key's payload, signed here with the
+ *           configured seed secret (so the payload parser is reached)
+ * Invariants (abort on violation): VALID only for the exact real keys (or
+ * a payload signed here), and only when every required scope is covered;
+ * results are released cleanly.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@ static const char *const granted[] = {"orders:*", "billing:read"};
 
 static kw_ctx *ctx;
 static kw_secret *real_key;
+static const char seed_secret[] = "fuzz seed signing secret";
 
 static void die(const char *what)
 {
@@ -67,6 +71,15 @@ static void setup(void)
     if (kw_open(&ctx, "sqlite::memory:", pepper, &opts) != KW_OK)
         die("open");
     kw_secret_free(pepper);
+    {
+        kw_secret *signing = NULL, *master = NULL;
+        if (kw_secret_from(&signing, seed_secret, sizeof(seed_secret) - 1) != KW_OK ||
+            kw_secret_from(&master, "fuzz master", 11) != KW_OK ||
+            kw_seed_secrets(ctx, signing, master) != KW_OK)
+            die("seed secrets");
+        kw_secret_free(signing);
+        kw_secret_free(master);
+    }
     kw_key_params_init(&p);
     p.scopes = granted;
     p.nscopes = 2;
@@ -88,6 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kw_verify_result res;
     char *buf, *key;
     size_t klen;
+    int signed_here = 0;
     kw_rc rc;
 
     if (ctx == NULL)
@@ -99,13 +113,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf[size - 1] = '\0';
     key = buf;
     klen = size - 1;
-    if (data[0] % 3 == 1) {
+    if (data[0] % 4 == 3) { /* a payload, signed as the seed signs it */
+        unsigned char *signed_bytes = malloc(size - 1 + 32);
+        size_t cap =
+            sodium_base64_encoded_len(size - 1 + 32, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        memcpy(signed_bytes, data + 1, size - 1);
+        crypto_auth_hmacsha256_state st;
+        crypto_auth_hmacsha256_init(&st, (const unsigned char *)seed_secret,
+                                    sizeof(seed_secret) - 1);
+        crypto_auth_hmacsha256_update(&st, data + 1, size - 1);
+        crypto_auth_hmacsha256_final(&st, signed_bytes + size - 1);
+        key = malloc(cap);
+        sodium_bin2base64(key, cap, signed_bytes, size - 1 + 32,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        klen = strlen(key);
+        free(signed_bytes);
+        signed_here = 1;
+    } else if (data[0] % 4 == 1) {
         klen = kw_secret_len(real_key);
         key = malloc(klen);
         memcpy(key, kw_secret_cdata(real_key), klen);
         for (size_t i = 0; i + 1 < size && i < klen; i++)
             key[i] ^= (char)data[i + 1];
-    } else if (data[0] % 3 == 2) {
+    } else if (data[0] % 4 == 2) {
         for (char *p = buf; p < buf + size - 1 && req.nscopes < 16; p += strlen(p) + 1)
             scopes[req.nscopes++] = p;
         key = (char *)kw_secret_cdata(real_key);
@@ -114,7 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     rc = kw_verify(ctx, key, klen, &req, &res);
     if (rc == KW_OK && res.code == KW_VALID) {
-        if (!is_real(key, klen))
+        if (!is_real(key, klen) && !signed_here)
             die("VALID for a key that was never issued");
         if (!kw_scopes_cover((const char *const *)res.key.scopes, res.key.nscopes, req.scopes,
                              req.nscopes))
