@@ -1165,11 +1165,13 @@ kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[sta
     kw_rc ret;
     int rc;
 
-    if (!create && access(path, F_OK) != 0) {
+    int in_memory = strcmp(path, ":memory:") == 0; /* SQLite's own name: no file */
+
+    if (!create && !in_memory && access(path, F_OK) != 0) {
         snprintf(err, 256, "no database at %s (run keyward init)", path);
         return KW_ERR_NO_DATABASE;
     }
-    if (create && access(path, F_OK) != 0) {
+    if (create && !in_memory && access(path, F_OK) != 0) {
         /* Made here, mode 0600, so that SQLite opens an empty file instead
          * of creating one under the umask; its -wal and -shm files take the
          * database's mode. */

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <keyward/keyward.h>
 
@@ -91,11 +93,35 @@ static void test_checkpoint_idle(void **state)
     assert_int_equal(kw_checkpoint(t->ctx, NULL, NULL), KW_OK);
 }
 
+/* An in-memory database is SQLite's ":memory:": no file of that name
+ * appears (keyward made an empty one, mode 0600, before). */
+static void test_memory_database_makes_no_file(void **state)
+{
+    char dir[] = "/tmp/kwctx.XXXXXX", cwd[4096];
+    kw_open_opts oo = {.create = 1};
+    kw_secret *pepper;
+    kw_ctx *c = NULL;
+
+    (void)state;
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(kw_secret_new(&pepper, KW_PEPPER_LEN), KW_OK);
+    assert_int_equal(kw_open(&c, "sqlite::memory:", pepper, &oo), KW_OK);
+    kwt_keys_batch(&(kwt_db){.ctx = c}, 3);
+    assert_int_not_equal(access(":memory:", F_OK), 0);
+    kw_close(c);
+    kw_secret_free(pepper);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rmdir(dir), 0); /* fails if anything was left in it */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_deferred_checkpoints, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_idle, kwt_setup, kwt_teardown),
+        cmocka_unit_test(test_memory_database_makes_no_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
