@@ -235,7 +235,7 @@ static kw_rc signed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_ve
     size_t n = 0, nscopes;
     int64_t created;
     json_t *j = NULL;
-    char meta[96];
+    char *meta = NULL;
     kw_rc rc = KW_ERR_NOT_FOUND;
 
     if ((data = malloc(len)) == NULL)
@@ -259,11 +259,21 @@ static kw_rc signed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_ve
         rc = KW_OK;
         goto out;
     }
-    snprintf(meta, sizeof(meta), "{\"seed\":\"signed\",\"key_id\":\"%.32s\"}", key_id);
-    rc = result(out, key_id, user, scopes, nscopes, meta, created, created + SEED_LIFETIME);
+    {
+        kwi_jw w; /* key_id is signed, but still only text: escaped */
+        kwi_jw_init(&w, 64);
+        kwi_jw_lit(&w, "{\"seed\":\"signed\",\"key_id\":");
+        kwi_jw_str(&w, key_id);
+        kwi_jw_lit(&w, "}");
+        meta = kwi_jw_finish(&w);
+    }
+    rc = meta == NULL
+             ? KW_ERR_NOMEM
+             : result(out, key_id, user, scopes, nscopes, meta, created, created + SEED_LIFETIME);
     if (rc == KW_OK)
         out->code = decide(ctx, out, req, &rc);
 out:
+    free(meta);
     json_decref(j);
     sodium_memzero(data, len);
     free(data);
