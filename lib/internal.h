@@ -25,9 +25,11 @@ struct kw_ctx {
     int64_t imported_checked_ms;    /* when `imported` was last read */
     struct kwi_keyring *keyring;    /* token signing keys, unsealed (lib/keyring.c) */
     int64_t keyring_ms;             /* when it was last read */
+    uint64_t keyring_gen;           /* the process's keyring generation then */
     char (*revoked)[KW_ID_LEN + 1]; /* revoked token ids, sorted */
     size_t nrevoked;
     int64_t revoked_ms;    /* when they were last read */
+    uint64_t revoked_gen;  /* the process's revocation generation then */
     struct kwi_seed *seed; /* the seed system's secrets (lib/seed.c), or NULL */
     char errmsg[KWI_ERRMSG_MAX];
 };

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,11 @@
 #define SECRET_LEN 32
 
 static const char wrap_label[] = "keyward signing-key wrap v1";
+
+/* Changes made through any context of this process: every context reads
+ * the keyring (or the revocations) again before its next use when these
+ * move, so a change made through one server thread holds at once on all. */
+static _Atomic uint64_t keyring_gen, revoked_gen;
 static const char ad_label[] = "keyward signing key";
 
 typedef struct ring_key {
@@ -134,6 +140,8 @@ static void rows_free(kwi_signing_key_row *rows, size_t n)
  * (a verifier must not quietly lose keys). */
 static kw_rc ring_load(kw_ctx *ctx)
 {
+    uint64_t gen =
+        atomic_load(&keyring_gen); /* before the read: a change after it is seen next time */
     kwi_signing_key_row *rows;
     struct kwi_keyring *r;
     size_t n;
@@ -177,6 +185,7 @@ static kw_rc ring_load(kw_ctx *ctx)
     ring_free(ctx->keyring);
     ctx->keyring = r;
     ctx->keyring_ms = kwi_now_ms();
+    ctx->keyring_gen = gen;
     return KW_OK;
 }
 
@@ -187,6 +196,8 @@ static kw_rc ring_key_of(kw_ctx *ctx, uint32_t kid, const kw_secret **out)
     int64_t now = kwi_now_ms(), age = now - ctx->keyring_ms;
     kw_rc rc;
 
+    if (ctx->keyring_gen != atomic_load(&keyring_gen))
+        age = REFRESH_MS; /* changed in this process since it was read */
     for (int pass = 0; pass < 2; pass++) {
         if (ctx->keyring == NULL || age >= REFRESH_MS || age < 0 ||
             (pass == 1 && age >= UNKNOWN_KID_MS)) {
@@ -216,6 +227,7 @@ static int id_cmp(const void *a, const void *b)
 
 static kw_rc revoked_load(kw_ctx *ctx)
 {
+    uint64_t gen = atomic_load(&revoked_gen);
     char(*ids)[KW_ID_LEN + 1];
     size_t n;
     kw_rc rc = ctx->store->ops->token_revoked(ctx->store, &ids, &n);
@@ -230,6 +242,7 @@ static kw_rc revoked_load(kw_ctx *ctx)
     ctx->revoked = ids;
     ctx->nrevoked = n;
     ctx->revoked_ms = kwi_now_ms();
+    ctx->revoked_gen = gen;
     return KW_OK;
 }
 
@@ -239,7 +252,8 @@ kw_rc kwi_token_revoked(kw_ctx *ctx, const char *id, int *yes)
     int64_t age = kwi_now_ms() - ctx->revoked_ms;
     kw_rc rc;
 
-    if ((ctx->revoked == NULL && ctx->revoked_ms == 0) || age >= REFRESH_MS || age < 0)
+    if ((ctx->revoked == NULL && ctx->revoked_ms == 0) || age >= REFRESH_MS || age < 0 ||
+        ctx->revoked_gen != atomic_load(&revoked_gen))
         if ((rc = revoked_load(ctx)) != KW_OK)
             return rc;
     memcpy(key, id, KW_ID_LEN);
@@ -434,7 +448,7 @@ static kw_rc key_create(kw_ctx *ctx, const kwi_signing_key_row *rows, size_t n, 
         return rc;
     }
     *kid_out = row.kid;
-    ctx->keyring_ms = kwi_now_ms() - REFRESH_MS; /* read it again before the next use */
+    atomic_fetch_add(&keyring_gen, 1); /* every context reads it again (committed or not) */
     return KW_OK;
 }
 
@@ -558,7 +572,7 @@ KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor)
         rc = kwi_audit_append(ctx, actor, "token.revoke", id, "ok", NULL);
     rc = end_txn(ctx, rc);
     if (rc == KW_OK)
-        ctx->revoked_ms = kwi_now_ms() - REFRESH_MS; /* read them again before the next use */
+        atomic_fetch_add(&revoked_gen, 1); /* every context reads them again */
     return rc;
 }
 
@@ -624,7 +638,7 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
     rc = end_txn(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK)
-        ctx->keyring_ms = kwi_now_ms() - REFRESH_MS; /* read it again before the next use */
+        atomic_fetch_add(&keyring_gen, 1); /* every context reads it again */
     return rc;
 }
 

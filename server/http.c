@@ -2,6 +2,7 @@
  * errors, admin authentication. */
 #include "server.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -330,5 +331,28 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
         kws_send_error(req, 401, "unauthorized", msg);
     }
     kw_verify_result_clear(&res);
+    return 0;
+}
+
+int kws_bad(h2o_req_t *req, const char *fmt, ...)
+{
+    char msg[160];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kws_send_error(req, 400, "bad_request", msg);
+    return -1;
+}
+
+int kws_json_time(h2o_req_t *req, const char *k, json_t *v, int64_t *out)
+{
+    if (json_is_null(v)) {
+        *out = 0;
+        return 0;
+    }
+    if (!json_is_string(v) || kw_time_parse(json_string_value(v), out) != 0)
+        return kws_bad(req, "%s must be an RFC 3339 time or null", k);
     return 0;
 }

@@ -17,30 +17,6 @@ typedef struct body_params {
     char *meta; /* owned */
 } body_params;
 
-__attribute__((format(printf, 2, 3))) static int bad(h2o_req_t *req, const char *fmt, ...)
-{
-    char msg[160];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    kws_send_error(req, 400, "bad_request", msg);
-    return -1;
-}
-
-/* A time field: RFC 3339 string, or null (0) where nullable. */
-static int time_field(h2o_req_t *req, const char *k, json_t *v, int64_t *out)
-{
-    if (json_is_null(v)) {
-        *out = 0;
-        return 0;
-    }
-    if (!json_is_string(v) || kw_time_parse(json_string_value(v), out) != 0)
-        return bad(req, "%s must be an RFC 3339 time or null", k);
-    return 0;
-}
-
 static int ratelimit_field(h2o_req_t *req, json_t *v, kw_key_params *p)
 {
     json_t *limit, *window;
@@ -55,8 +31,9 @@ static int ratelimit_field(h2o_req_t *req, json_t *v, kw_key_params *p)
         !json_is_integer(window) || json_integer_value(limit) < 1 ||
         json_integer_value(limit) > 1000000000 || json_integer_value(window) < 1000 ||
         json_integer_value(window) > 30LL * 86400 * 1000)
-        return bad(req, "%s must be {\"limit\": 1..1e9, \"window_ms\": 1000..2592000000} or null",
-                   "ratelimit");
+        return kws_bad(req,
+                       "%s must be {\"limit\": 1..1e9, \"window_ms\": 1000..2592000000} or null",
+                       "ratelimit");
     p->rate_limit = (uint32_t)json_integer_value(limit);
     p->rate_window_ms = (uint32_t)json_integer_value(window);
     return 0;
@@ -68,11 +45,11 @@ static int scopes_field(h2o_req_t *req, json_t *v, body_params *bp)
     json_t *s;
 
     if (!json_is_array(v) || json_array_size(v) > SCOPES_CAP)
-        return bad(req, "%s must be an array of at most 64 strings", "scopes");
+        return kws_bad(req, "%s must be an array of at most 64 strings", "scopes");
     json_array_foreach(v, i, s)
     {
         if (!json_is_string(s))
-            return bad(req, "%s must be an array of at most 64 strings", "scopes");
+            return kws_bad(req, "%s must be an array of at most 64 strings", "scopes");
         bp->scopes[i] = json_string_value(s);
     }
     bp->c.p.scopes = bp->scopes;
@@ -87,7 +64,7 @@ static int body_field(h2o_req_t *req, const char *k, json_t *v, body_params *bp,
 
     if (strcmp(k, "owner") == 0 || strcmp(k, "name") == 0 || (create && !strcmp(k, "prefix"))) {
         if (!json_is_string(v))
-            return bad(req, "%s must be a string", k);
+            return kws_bad(req, "%s must be a string", k);
         if (k[0] == 'o')
             p->owner = json_string_value(v), bp->c.fields |= KW_CHANGE_OWNER;
         else if (k[0] == 'n')
@@ -102,19 +79,19 @@ static int body_field(h2o_req_t *req, const char *k, json_t *v, body_params *bp,
     }
     if (strcmp(k, "meta") == 0) {
         if (!json_is_object(v))
-            return bad(req, "%s must be a JSON object", k);
+            return kws_bad(req, "%s must be a JSON object", k);
         bp->meta = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
         p->meta = bp->meta;
         bp->c.fields |= KW_CHANGE_META;
-        return bp->meta ? 0 : bad(req, "%s could not be stored", k);
+        return bp->meta ? 0 : kws_bad(req, "%s could not be stored", k);
     }
     if (strcmp(k, "expires_at") == 0) {
         bp->c.fields |= KW_CHANGE_EXPIRES;
-        return time_field(req, k, v, &p->expires_at);
+        return kws_json_time(req, k, v, &p->expires_at);
     }
     if (strcmp(k, "not_before") == 0) {
         bp->c.fields |= KW_CHANGE_NOT_BEFORE;
-        return time_field(req, k, v, &p->not_before);
+        return kws_json_time(req, k, v, &p->not_before);
     }
     if (strcmp(k, "credits") == 0) {
         bp->c.fields |= KW_CHANGE_CREDITS;
@@ -123,7 +100,7 @@ static int body_field(h2o_req_t *req, const char *k, json_t *v, body_params *bp,
             return 0;
         }
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1LL << 53))
-            return bad(req, "%s must be a whole number from 0 to 2^53, or null", k);
+            return kws_bad(req, "%s must be a whole number from 0 to 2^53, or null", k);
         p->credits = json_integer_value(v);
         return 0;
     }
@@ -133,12 +110,12 @@ static int body_field(h2o_req_t *req, const char *k, json_t *v, body_params *bp,
     }
     if (!create && strcmp(k, "enabled") == 0) {
         if (!json_is_boolean(v))
-            return bad(req, "%s must be true or false", k);
+            return kws_bad(req, "%s must be true or false", k);
         bp->c.enabled = json_is_true(v);
         bp->c.fields |= KW_CHANGE_ENABLED;
         return 0;
     }
-    return bad(req, "unknown field \"%.64s\"", k);
+    return kws_bad(req, "unknown field \"%.64s\"", k);
 }
 
 static int body_params_read(h2o_req_t *req, json_t *o, body_params *bp, int create)
@@ -351,7 +328,7 @@ int kws_keys_rotate(h2o_req_t *req, const char *id)
         json_object_foreach(o, k, v)
         {
             if (strcmp(k, "grace_seconds") != 0) {
-                bad(req, "unknown field \"%.64s\"", k); /* k lives in o: answer first */
+                kws_bad(req, "unknown field \"%.64s\"", k); /* k lives in o: answer first */
                 json_decref(o);
                 return 0;
             }
@@ -360,7 +337,8 @@ int kws_keys_rotate(h2o_req_t *req, const char *id)
         if (g != NULL && (!json_is_integer(g) || json_integer_value(g) < 0 ||
                           json_integer_value(g) > 365LL * 86400)) {
             json_decref(o);
-            return bad(req, "%s must be a whole number of seconds, 0 to 365 days", "grace_seconds"),
+            return kws_bad(req, "%s must be a whole number of seconds, 0 to 365 days",
+                           "grace_seconds"),
                    0;
         }
         if (g != NULL)

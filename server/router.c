@@ -4,6 +4,7 @@
 #include <string.h>
 
 #define PREFIX "/v1/keys/"
+#define TOKENS "/v1/tokens/"
 
 static int method_is(h2o_req_t *req, const char *m)
 {
@@ -67,7 +68,18 @@ static int dispatch(h2o_req_t *req, int *route)
     if (IS("/v1/keys/verify"))
         return *route = KWS_R_VERIFY,
                method_is(req, "POST") ? kws_keys_verify(req) : not_allowed(req, "POST");
+    if (IS("/v1/tokens"))
+        return *route = KWS_R_TOKENS,
+               method_is(req, "POST") ? kws_tokens_collection(req) : not_allowed(req, "POST");
 #undef IS
+    if (p.len == sizeof(TOKENS) - 1 + KW_ID_LEN &&
+        memcmp(p.base, TOKENS, sizeof(TOKENS) - 1) == 0) {
+        memcpy(id, p.base + sizeof(TOKENS) - 1, KW_ID_LEN);
+        id[KW_ID_LEN] = '\0';
+        if (kw_key_id_valid(id))
+            return *route = KWS_R_TOKEN,
+                   method_is(req, "DELETE") ? kws_tokens_item(req, id) : not_allowed(req, "DELETE");
+    }
     if (p.len > sizeof(PREFIX) - 1 && memcmp(p.base, PREFIX, sizeof(PREFIX) - 1) == 0 &&
         keys_subpath(h2o_iovec_init(p.base + sizeof(PREFIX) - 1, p.len - (sizeof(PREFIX) - 1)), id,
                      &sub) == 0) {

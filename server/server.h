@@ -49,6 +49,8 @@ enum {
     KWS_R_ROTATE,
     KWS_R_VERIFY,
     KWS_R_USAGE,
+    KWS_R_TOKENS,
+    KWS_R_TOKEN,
     KWS_R_OTHER,
     KWS_ROUTES
 };
@@ -120,6 +122,11 @@ int kws_send_error(h2o_req_t *req, int status, const char *code, const char *msg
 /* The error for a library failure (message from kw_errmsg, never a key). */
 int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail);
 
+/* 400 bad_request with a printf-style message; returns -1. */
+int kws_bad(h2o_req_t *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A JSON time field: an RFC 3339 string, or null (0). -1 (answered 400) if not. */
+int kws_json_time(h2o_req_t *req, const char *k, json_t *v, int64_t *out);
+
 /* Check the bearer admin key for `scope`. Returns 1 if allowed (actor
  * filled: id points into storage of at least KW_ID_LEN+1 bytes); otherwise
  * an error response has been sent and 0 is returned. */
@@ -131,6 +138,8 @@ int kws_keys_item(h2o_req_t *req, const char *id);   /* /v1/keys/{id} */
 int kws_keys_rotate(h2o_req_t *req, const char *id); /* /v1/keys/{id}/rotate */
 int kws_keys_usage(h2o_req_t *req, const char *id);  /* /v1/keys/{id}/usage */
 int kws_keys_verify(h2o_req_t *req);                 /* /v1/keys/verify */
+int kws_tokens_collection(h2o_req_t *req);           /* POST /v1/tokens */
+int kws_tokens_item(h2o_req_t *req, const char *id); /* DELETE /v1/tokens/{id} */
 int kws_auth(h2o_req_t *req);                        /* /v1/auth */
 int kws_audit(h2o_req_t *req);                       /* /v1/audit */
 int kws_healthz(h2o_req_t *req);

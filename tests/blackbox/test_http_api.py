@@ -350,6 +350,41 @@ class KeysApi(ServerTestCase):
         st, h, _ = self.auth(child, extra={"X-Key-Audience": "api", "X-Real-IP": "10.0.0.1"})
         self.assertEqual((st, h.get("x-key-code")), (403, "INSUFFICIENT_SCOPE"))
 
+    def test_tokens_over_http(self):
+        st, _, d = self.call("POST", "/v1/tokens",
+                             {"owner": "web", "scopes": ["orders:*"],
+                              "expires_at": rfc3339(3600)})
+        self.assertEqual(st, 201, d)
+        self.assertEqual(list(d.keys()), ["token", "id", "kid", "owner", "scopes",
+                                          "not_before", "expires_at"])
+        self.assertEqual((d["owner"], d["scopes"], d["not_before"]), ("web", ["orders:*"], None))
+        tok = d["token"]
+        self.assertTrue(tok.startswith("kw_live_") and len(tok) > 58, tok)
+        v = self.verify(tok, ["orders:read"])
+        self.assertEqual((v["code"], v["id"], v["owner"]), ("VALID", d["id"], "web"))
+        # the audit names the token's id and the admin, never the token
+        st, _, a = self.call("GET", "/v1/audit?action=token.mint&limit=10")
+        self.assertEqual(st, 200, a)
+        self.assertIn(d["id"], [r["target"] for r in a["records"]])
+        self.assertNotIn(tok, json.dumps(a))
+        # revoked: it and what is derived from it
+        st, _, r = self.call("DELETE", "/v1/tokens/" + d["id"])
+        self.assertEqual((st, r), (200, {"id": d["id"], "revoked": True}))
+        self.assertEqual(self.code_of(tok), "REVOKED")
+        self.expect(self.call("DELETE", "/v1/tokens/" + d["id"]), 409, "conflict")
+        # refusals
+        self.expect(self.call("POST", "/v1/tokens", {"scopes": []}), 400, "bad_request")
+        self.expect(self.call("POST", "/v1/tokens", {"owner": "o", "x": 1}), 400, "bad_request")
+        self.expect(self.call("POST", "/v1/tokens", {"owner": "o", "scopes": ["BAD"]}), 400,
+                    "bad_request")
+        self.expect(self.call("POST", "/v1/tokens", {"owner": "o",
+                                                     "expires_at": "2001-01-01T00:00:00Z"}),
+                    400, "bad_request")
+        self.expect(self.call("GET", "/v1/tokens"), 405, "method_not_allowed")
+        ro = self.create(scopes=["keys:read"])["key"]
+        self.expect(self.call("POST", "/v1/tokens", {"owner": "o"}, auth=ro), 403, "forbidden")
+        self.expect(self.call("DELETE", "/v1/tokens/" + d["id"], auth=ro), 403, "forbidden")
+
     def test_verify_every_code(self):
         def fresh(**kw):
             return self.create(**kw)
