@@ -205,8 +205,11 @@ static int payload_read(json_t *j, const char **user, const char **key_id, int64
     *user = json_string_value(json_object_get(j, "user_id"));
     *key_id = json_string_value(json_object_get(j, "key_id"));
     created_txt = json_string_value(json_object_get(j, "created_at"));
+    /* user_id becomes the owner, which reaches headers (X-Key-Owner): the
+     * same text rule as any owner, no control characters. */
     if (*user == NULL || *key_id == NULL || created_txt == NULL || !json_is_array(perms) ||
-        strlen(*key_id) < KW_ID_LEN || !iso_naive(created_txt, created))
+        (*user)[0] == '\0' || !kwi_text_ok(*user, KW_OWNER_MAX) || strlen(*key_id) < KW_ID_LEN ||
+        !iso_naive(created_txt, created))
         return 0;
     for (i = 0; i < KW_ID_LEN; i++) /* token_hex: lowercase hex */
         if (!(((*key_id)[i] >= '0' && (*key_id)[i] <= '9') ||

@@ -164,6 +164,16 @@ class SeedKeys(KwTestCase):
         self.assertEqual(self.code(young), "VALID")
         self.assertEqual(self.code(old), "EXPIRED")
 
+    def test_signed_key_owner_is_plain_text(self):
+        # signed, but its user_id could break a header line: refused
+        payload = {'user_id': "u\r\nX-Evil: 1", 'permissions': [],
+                   'created_at': datetime.utcnow().isoformat(), 'key_id': secrets.token_hex(8)}
+        payload_bytes = json.dumps(payload, sort_keys=True).encode()
+        sig = hmac.new(self.gen.signing_secret, payload_bytes, hashlib.sha256).digest()
+        key = base64.urlsafe_b64encode(payload_bytes + sig).decode().rstrip('=')
+        self.keys.append(key)
+        self.assertEqual(self.code(key), "MALFORMED")
+
     def test_signed_key_revocation(self):
         key, key_id = self.gen.generate_signed_key("u", [])
         self.keys.append(key)
