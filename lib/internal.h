@@ -144,6 +144,10 @@ int64_t kwi_usage_bucket(int64_t t);
 /* Write the audit head of an empty trail (a new database). */
 kw_rc kwi_audit_genesis(kw_ctx *ctx);
 
+/* A list of granted scopes: at most KW_SCOPES_MAX, each valid, none twice.
+ * 0, or -1 with why in err (lib/scope.c). */
+int kwi_scopes_check(const char *const *scopes, size_t n, char *err, size_t err_len);
+
 /* UTF-8 text without control characters, at most max bytes (NULL is ok). */
 int kwi_text_ok(const char *s, size_t max);
 

@@ -32,25 +32,12 @@ int kwi_text_ok(const char *s, size_t max)
 
 static kw_rc scopes_check(kw_ctx *ctx, const char *const *scopes, size_t n)
 {
-    if (n > KW_SCOPES_MAX) {
-        kwi_seterr(ctx, "too many scopes (at most %d)", KW_SCOPES_MAX);
-        return KW_ERR_INVALID;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!kw_scope_grant_valid(scopes[i])) {
-            kwi_seterr(ctx,
-                       "invalid scope \"%.*s\" (segments of [a-z0-9_.-] joined by ':', "
-                       "optionally ending in :*, or *)",
-                       KW_SCOPE_MAX_LEN, scopes[i] ? scopes[i] : "");
-            return KW_ERR_INVALID;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(scopes[i], scopes[j]) == 0) {
-                kwi_seterr(ctx, "duplicate scope \"%s\"", scopes[i]);
-                return KW_ERR_INVALID;
-            }
-    }
-    return KW_OK;
+    char why[KWI_ERRMSG_MAX];
+
+    if (kwi_scopes_check(scopes, n, why, sizeof(why)) == 0)
+        return KW_OK;
+    kwi_seterr(ctx, "%s", why);
+    return KW_ERR_INVALID;
 }
 
 static kw_rc meta_check(kw_ctx *ctx, const char *meta)

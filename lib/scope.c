@@ -1,6 +1,7 @@
 /* Scopes: "resource:action" segments, "*" and "prefix:*" grants. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static int seg_char(unsigned char c)
@@ -78,4 +79,27 @@ KW_API int kw_scopes_cover(const char *const *granted, size_t ngranted, const ch
             return 0;
     }
     return 1;
+}
+
+int kwi_scopes_check(const char *const *scopes, size_t n, char *err, size_t err_len)
+{
+    if (n > KW_SCOPES_MAX) {
+        snprintf(err, err_len, "too many scopes (at most %d)", KW_SCOPES_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!kw_scope_grant_valid(scopes[i])) {
+            snprintf(err, err_len,
+                     "invalid scope \"%.*s\" (segments of [a-z0-9_.-] joined by ':', "
+                     "optionally ending in :*, or *)",
+                     KW_SCOPE_MAX_LEN, scopes[i] ? scopes[i] : "");
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(scopes[i], scopes[j]) == 0) {
+                snprintf(err, err_len, "duplicate scope \"%s\"", scopes[i]);
+                return -1;
+            }
+    }
+    return 0;
 }

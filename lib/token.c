@@ -223,21 +223,18 @@ static void strv_free(char **v, size_t n)
 /* n scopes (str each): valid grants, no duplicates. */
 static int get_scopes(reader *r, size_t n, char ***out)
 {
-    char **v = calloc(n ? n : 1, sizeof(*v));
+    char **v = calloc(n ? n : 1, sizeof(*v)), why[KWI_ERRMSG_MAX];
 
     if (v == NULL)
         return fail(r, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        if (!get_str(r, &v[i], KW_SCOPE_MAX_LEN, "a scope is not valid") ||
-            !kw_scope_grant_valid(v[i])) {
+    for (size_t i = 0; i < n; i++)
+        if (!get_str(r, &v[i], KW_SCOPE_MAX_LEN, "a scope is not valid")) {
             strv_free(v, n);
-            return fail(r, "a scope is not valid");
+            return 0;
         }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(v[i], v[j]) == 0) {
-                strv_free(v, n);
-                return fail(r, "a scope is listed twice");
-            }
+    if (kwi_scopes_check((const char *const *)v, n, why, sizeof(why)) != 0) {
+        strv_free(v, n);
+        return fail(r, "a scope is not valid, or is listed twice");
     }
     *out = v;
     return 1;
@@ -690,6 +687,7 @@ kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32
     unsigned char kidb[4] = {kid >> 24, kid >> 16, kid >> 8, kid};
     writer w = {.n = 0};
     kw_secret *pads = NULL;
+    char why[KWI_ERRMSG_MAX];
     kw_rc rc;
 
     if (!kw_prefix_valid(prefix)) {
@@ -700,20 +698,9 @@ kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32
         seterr(err, err_len, "%s", "a token needs an owner: UTF-8 text of at most 128 bytes");
         return KW_ERR_INVALID;
     }
-    if (p->nscopes > KW_SCOPES_MAX) {
-        seterr(err, err_len, "%s", "too many scopes");
+    if (kwi_scopes_check(p->scopes, p->nscopes, why, sizeof(why)) != 0) {
+        seterr(err, err_len, "%s", why);
         return KW_ERR_INVALID;
-    }
-    for (size_t i = 0; i < p->nscopes; i++) {
-        if (p->scopes[i] == NULL || !kw_scope_grant_valid(p->scopes[i])) {
-            seterr(err, err_len, "invalid scope \"%s\"", p->scopes[i] ? p->scopes[i] : "");
-            return KW_ERR_INVALID;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(p->scopes[i], p->scopes[j]) == 0) {
-                seterr(err, err_len, "duplicate scope \"%s\"", p->scopes[i]);
-                return KW_ERR_INVALID;
-            }
     }
     if (p->not_before < 0 || p->expires_at < 0 || p->not_before > TIME_MAX ||
         p->expires_at > TIME_MAX || issued_at <= 0 || issued_at > TIME_MAX) {
@@ -802,26 +789,19 @@ static int address_bytes(unsigned char v[18], size_t *len, const char *cidr)
 static int restriction_ok(const kw_token_info *t, const kw_token_restriction *r, char *err,
                           size_t err_len)
 {
-    if (r->nscopes > KW_SCOPES_MAX) {
-        seterr(err, err_len, "%s", "too many scopes");
+    char why[KWI_ERRMSG_MAX];
+
+    if (kwi_scopes_check(r->scopes, r->nscopes, why, sizeof(why)) != 0) {
+        seterr(err, err_len, "%s", why);
         return 0;
     }
-    for (size_t i = 0; i < r->nscopes; i++) {
-        const char *s = r->scopes[i];
-        if (s == NULL || !kw_scope_grant_valid(s)) {
-            seterr(err, err_len, "invalid scope \"%s\"", s ? s : "");
+    for (size_t i = 0; i < r->nscopes; i++)
+        if (!kw_scopes_cover((const char *const *)t->eff_scopes, t->neff_scopes, &r->scopes[i],
+                             1)) {
+            seterr(err, err_len, "the parent does not grant \"%s\": a child can only narrow",
+                   r->scopes[i]);
             return 0;
         }
-        if (!kw_scopes_cover((const char *const *)t->eff_scopes, t->neff_scopes, &s, 1)) {
-            seterr(err, err_len, "the parent does not grant \"%s\": a child can only narrow", s);
-            return 0;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(s, r->scopes[j]) == 0) {
-                seterr(err, err_len, "duplicate scope \"%s\"", s);
-                return 0;
-            }
-    }
     if (r->expires_at < 0 || r->expires_at > TIME_MAX || r->not_before < 0 ||
         r->not_before > TIME_MAX) {
         seterr(err, err_len, "%s", "a time is out of range");
