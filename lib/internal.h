@@ -227,6 +227,15 @@ int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[stat
 kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                        kw_verify_result *out);
 void kwi_keyring_free(kw_ctx *ctx);
+/* A stateless key's verify result (tokens, the seed's keys; lib/keyring.c):
+ * fill its record (strings copied; meta, a JSON object, taken over even on
+ * failure) and set found; then decide from that record: revoked (any of
+ * ids), expired, not yet valid, scopes. */
+kw_rc kwi_stateless_fill(kw_verify_result *out, const char *id, const char *prefix,
+                         const char *owner, const char *const *scopes, size_t nscopes, char *meta,
+                         int64_t created_at, int64_t not_before, int64_t expires_at);
+kw_verdict kwi_stateless_decide(kw_ctx *ctx, const kw_key_record *r, const char *const *ids,
+                                size_t nids, const kw_verify_request *req, kw_rc *rc);
 /* Is this token id (or a seed key's id) revoked? Read again after a second. */
 kw_rc kwi_token_revoked(kw_ctx *ctx, const char *id, int *yes);
 

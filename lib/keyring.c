@@ -307,60 +307,80 @@ static char *meta_of(const kw_token_info *t)
     return kwi_jw_finish(&w);
 }
 
-/* The result's record: what the token claims, as a key record. */
-static kw_rc fill_record(kw_key_record *r, const kw_token_info *t)
+kw_rc kwi_stateless_fill(kw_verify_result *out, const char *id, const char *prefix,
+                         const char *owner, const char *const *scopes, size_t nscopes, char *meta,
+                         int64_t created_at, int64_t not_before, int64_t expires_at)
 {
-    memcpy(r->id, t->leaf_id, sizeof(r->id));
-    memcpy(r->prefix, t->prefix, sizeof(r->prefix));
-    r->owner = strdup(t->owner);
+    kw_key_record *r = &out->key;
+
+    r->meta = meta;
+    memcpy(r->id, id, KW_ID_LEN);
+    r->id[KW_ID_LEN] = '\0';
+    kwi_strlcpy(r->prefix, prefix, sizeof(r->prefix));
+    r->owner = strdup(owner);
     r->name = strdup("");
-    r->meta = meta_of(t);
-    r->scopes = calloc(t->neff_scopes ? t->neff_scopes : 1, sizeof(char *));
-    if (r->owner == NULL || r->name == NULL || r->meta == NULL || r->scopes == NULL)
+    r->scopes = calloc(nscopes ? nscopes : 1, sizeof(char *));
+    if (meta == NULL || r->owner == NULL || r->name == NULL || r->scopes == NULL)
         return KW_ERR_NOMEM;
-    for (size_t i = 0; i < t->neff_scopes; i++) {
-        if ((r->scopes[i] = strdup(t->eff_scopes[i])) == NULL)
+    for (size_t i = 0; i < nscopes; i++) {
+        if ((r->scopes[i] = strdup(scopes[i])) == NULL)
             return KW_ERR_NOMEM;
         r->nscopes++;
     }
-    r->created_at = t->issued_at;
-    r->not_before = t->eff_not_before;
-    r->expires_at = t->eff_expires_at;
+    r->created_at = created_at;
+    r->not_before = not_before;
+    r->expires_at = expires_at;
     r->enabled = 1;
     r->credits = KW_CREDITS_UNLIMITED;
+    out->found = 1;
     return KW_OK;
 }
 
-static kw_verdict decide(kw_ctx *ctx, const kw_token_info *t, const kw_verify_request *req,
-                         kw_rc *rc)
+kw_verdict kwi_stateless_decide(kw_ctx *ctx, const kw_key_record *r, const char *const *ids,
+                                size_t nids, const kw_verify_request *req, kw_rc *rc)
 {
     int64_t now = kw_now();
     int revoked = 0;
 
-    *rc = kwi_token_revoked(ctx, t->id, &revoked);
-    for (size_t i = 0; i < t->ncaveats && *rc == KW_OK && !revoked; i++)
-        if (t->caveats[i].type == KW_CAVEAT_ID)
-            *rc = kwi_token_revoked(ctx, t->caveats[i].text, &revoked);
+    *rc = KW_OK;
+    for (size_t i = 0; i < nids && *rc == KW_OK && !revoked; i++)
+        *rc = kwi_token_revoked(ctx, ids[i], &revoked);
     if (*rc != KW_OK)
         return KW_NOT_FOUND;
     if (revoked)
         return KW_REVOKED;
-    if (t->eff_expires_at && now >= t->eff_expires_at)
+    if (r->expires_at && now >= r->expires_at)
         return KW_EXPIRED;
-    if (t->eff_not_before && now < t->eff_not_before)
+    if (r->not_before && now < r->not_before)
         return KW_NOT_YET_VALID;
-    if (!kw_scopes_cover((const char *const *)t->eff_scopes, t->neff_scopes, req->scopes,
-                         req->nscopes))
+    if (!kw_scopes_cover((const char *const *)r->scopes, r->nscopes, req->scopes, req->nscopes))
         return KW_INSUFFICIENT_SCOPE;
-    for (size_t i = 0; i < t->ncaveats; i++) {
+    return KW_VALID;
+}
+
+/* A token's verdict: the checks of every stateless key, over its own id and
+ * those of its id caveats, then its audience and address caveats. */
+static kw_verdict decide(kw_ctx *ctx, const kw_token_info *t, const kw_key_record *r,
+                         const kw_verify_request *req, kw_rc *rc)
+{
+    const char *ids[1 + KW_TOKEN_CAVEATS_MAX];
+    size_t nids = 0;
+    kw_verdict v;
+
+    ids[nids++] = t->id;
+    for (size_t i = 0; i < t->ncaveats; i++)
+        if (t->caveats[i].type == KW_CAVEAT_ID)
+            ids[nids++] = t->caveats[i].text;
+    v = kwi_stateless_decide(ctx, r, ids, nids, req, rc);
+    for (size_t i = 0; i < t->ncaveats && v == KW_VALID; i++) {
         const kw_token_caveat *c = &t->caveats[i];
         if (c->type == KW_CAVEAT_AUDIENCE &&
             (req->audience == NULL || strcmp(req->audience, c->text) != 0))
-            return KW_INSUFFICIENT_SCOPE;
+            v = KW_INSUFFICIENT_SCOPE;
         if (c->type == KW_CAVEAT_ADDRESS && !addr_in(c->text, req->client_addr))
-            return KW_INSUFFICIENT_SCOPE;
+            v = KW_INSUFFICIENT_SCOPE;
     }
-    return KW_VALID;
+    return v;
 }
 
 kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
@@ -382,11 +402,12 @@ kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
         return KW_OK;
     }
     if (rc == KW_OK)
-        rc = fill_record(&out->key, t.info);
-    if (rc == KW_OK) {
-        out->found = 1;
-        out->code = decide(ctx, t.info, req, &rc);
-    }
+        rc = kwi_stateless_fill(out, t.info->leaf_id, t.info->prefix, t.info->owner,
+                                (const char *const *)t.info->eff_scopes, t.info->neff_scopes,
+                                meta_of(t.info), t.info->issued_at, t.info->eff_not_before,
+                                t.info->eff_expires_at);
+    if (rc == KW_OK)
+        out->code = decide(ctx, t.info, &out->key, req, &rc);
     kwi_token_done(&t);
     if (rc != KW_OK) {
         kw_key_record_clear(&out->key);

@@ -107,54 +107,6 @@ int kwi_seed_shape(const kw_ctx *ctx, const char *s, size_t len)
            (ctx->seed->master != NULL && hier_shape(s, len, &sl));
 }
 
-/* ---- the result ------------------------------------------------------------- */
-
-static kw_rc result(kw_verify_result *out, const char *id, const char *owner,
-                    const char *const *scopes, size_t nscopes, const char *meta, int64_t created_at,
-                    int64_t expires_at)
-{
-    kw_key_record *r = &out->key;
-
-    memcpy(r->id, id, KW_ID_LEN);
-    r->id[KW_ID_LEN] = '\0';
-    r->owner = strdup(owner);
-    r->name = strdup("");
-    r->meta = strdup(meta);
-    r->scopes = calloc(nscopes ? nscopes : 1, sizeof(char *));
-    if (r->owner == NULL || r->name == NULL || r->meta == NULL || r->scopes == NULL)
-        return KW_ERR_NOMEM;
-    for (size_t i = 0; i < nscopes; i++) {
-        if ((r->scopes[i] = strdup(scopes[i])) == NULL)
-            return KW_ERR_NOMEM;
-        r->nscopes++;
-    }
-    r->created_at = created_at;
-    r->expires_at = expires_at;
-    r->enabled = 1;
-    r->credits = KW_CREDITS_UNLIMITED;
-    out->found = 1;
-    return KW_OK;
-}
-
-/* Revoked, expired, scopes: the checks after the key itself matched. */
-static kw_verdict decide(kw_ctx *ctx, const kw_verify_result *out, const kw_verify_request *req,
-                         kw_rc *rc)
-{
-    int revoked = 0;
-
-    *rc = kwi_token_revoked(ctx, out->key.id, &revoked);
-    if (*rc != KW_OK)
-        return KW_NOT_FOUND;
-    if (revoked)
-        return KW_REVOKED;
-    if (out->key.expires_at && kw_now() >= out->key.expires_at)
-        return KW_EXPIRED;
-    if (!kw_scopes_cover((const char *const *)out->key.scopes, out->key.nscopes, req->scopes,
-                         req->nscopes))
-        return KW_INSUFFICIENT_SCOPE;
-    return KW_VALID;
-}
-
 /* ---- signed keys ------------------------------------------------------------- */
 
 static int digits(const char *s, int n)
@@ -238,7 +190,7 @@ static kw_rc signed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_ve
     size_t n = 0, nscopes;
     int64_t created;
     json_t *j = NULL;
-    char *meta = NULL;
+    char *meta;
     kw_rc rc = KW_ERR_NOT_FOUND;
 
     if ((data = malloc(len)) == NULL)
@@ -270,13 +222,12 @@ static kw_rc signed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_ve
         kwi_jw_lit(&w, "}");
         meta = kwi_jw_finish(&w);
     }
-    rc = meta == NULL
-             ? KW_ERR_NOMEM
-             : result(out, key_id, user, scopes, nscopes, meta, created, created + SEED_LIFETIME);
+    rc = kwi_stateless_fill(out, key_id, "", user, scopes, nscopes, meta, created, 0,
+                            created + SEED_LIFETIME);
     if (rc == KW_OK)
-        out->code = decide(ctx, out, req, &rc);
+        out->code =
+            kwi_stateless_decide(ctx, &out->key, (const char *const[]){out->key.id}, 1, req, &rc);
 out:
-    free(meta);
     json_decref(j);
     sodium_memzero(data, len);
     free(data);
@@ -290,7 +241,7 @@ static kw_rc hier_verify(kw_ctx *ctx, const char *key, size_t len, size_t scope_
                          const kw_verify_request *req, kw_verify_result *out)
 {
     unsigned char mac[32];
-    char hex[65], scope[HIER_SCOPE_MAX + 1], meta[64];
+    char hex[65], scope[HIER_SCOPE_MAX + 1];
     const char *scopes[1];
     kw_rc rc;
 
@@ -309,14 +260,15 @@ static kw_rc hier_verify(kw_ctx *ctx, const char *key, size_t len, size_t scope_
         return KW_ERR_NOT_FOUND;
     }
     scopes[0] = scope;
-    snprintf(meta, sizeof(meta), "{\"seed\":\"hierarchical\"}");
     /* Exactly that scope: one keyward would read as a wildcard (x:*, *)
      * would grant more, and one it cannot read grants nothing. */
-    rc = result(out, hex, "seed-master", scopes,
-                kw_scope_grant_valid(scope) && strchr(scope, '*') == NULL ? 1 : 0, meta, 0, 0);
+    rc = kwi_stateless_fill(out, hex, "", "seed-master", scopes,
+                            kw_scope_grant_valid(scope) && strchr(scope, '*') == NULL ? 1 : 0,
+                            strdup("{\"seed\":\"hierarchical\"}"), 0, 0, 0);
     sodium_memzero(hex, sizeof(hex));
     if (rc == KW_OK)
-        out->code = decide(ctx, out, req, &rc);
+        out->code =
+            kwi_stateless_decide(ctx, &out->key, (const char *const[]){out->key.id}, 1, req, &rc);
     return rc;
 }
 
