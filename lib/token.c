@@ -123,9 +123,10 @@ static int text_split(const char *s, size_t len, char prefix[static KW_PREFIX_MA
     char check[KW_CHECK_LEN + 1];
     size_t plen, blen;
 
-    if (!kw_token_shape(s, len))
+    /* kw_token_shape's test, with the '_' kept */
+    if (s == NULL || len > KW_TOKEN_MAX || (us = memrchr(s, '_', len)) == NULL ||
+        (size_t)(s + len - us - 1) <= KW_BODY_LEN)
         return 0;
-    us = memrchr(s, '_', len);
     plen = (size_t)(us - s);
     blen = len - plen - 1 - KW_CHECK_LEN;
     if (plen == 0 || plen > KW_PREFIX_MAX)
@@ -249,11 +250,10 @@ static int id_ok(const unsigned char *p)
     return kw_key_id_valid(id);
 }
 
-/* An address caveat's value as "ADDR/BITS"; 0 if it breaks the rules. */
-static int address_text(const unsigned char *v, size_t len, char **out)
+/* Does an address caveat's value keep the rules: family 4 or 6, its
+ * address, a prefix length that fits, host bits zero? */
+static int address_ok(const unsigned char *v, size_t len)
 {
-    char buf[INET6_ADDRSTRLEN + 8];
-    int fam = v[0] == 4 ? AF_INET : AF_INET6;
     size_t alen = v[0] == 4 ? 4 : 16;
     unsigned bits = v[len - 1];
 
@@ -265,9 +265,18 @@ static int address_text(const unsigned char *v, size_t len, char **out)
         if (v[1 + i] & mask)
             return 0;
     }
-    if (inet_ntop(fam, v + 1, buf, INET6_ADDRSTRLEN) == NULL)
+    return 1;
+}
+
+/* An address caveat's value as "ADDR/BITS"; 0 if it breaks the rules. */
+static int address_text(const unsigned char *v, size_t len, char **out)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+
+    if (!address_ok(v, len) ||
+        inet_ntop(v[0] == 4 ? AF_INET : AF_INET6, v + 1, buf, INET6_ADDRSTRLEN) == NULL)
         return 0;
-    snprintf(buf + strlen(buf), 8, "/%u", bits);
+    snprintf(buf + strlen(buf), 8, "/%u", v[len - 1]);
     return (*out = strdup(buf)) != NULL;
 }
 
@@ -776,13 +785,7 @@ static int address_bytes(unsigned char v[18], size_t *len, const char *cidr)
         return 0;
     v[1 + alen] = (unsigned char)bits;
     *len = alen + 2;
-    /* host bits must be zero: the same rule the parser applies */
-    {
-        char *text = NULL;
-        int ok = address_text(v, *len, &text);
-        free(text);
-        return ok;
-    }
+    return address_ok(v, *len); /* the parser's own rule: host bits zero */
 }
 
 /* Refuse a restriction that does not narrow token t. */
@@ -830,7 +833,7 @@ KW_API kw_rc kw_token_attenuate(kw_secret **child_out, const char *token, size_t
     kw_token_info *t;
     writer w = {.n = 0};
     unsigned char tag[TAG_LEN];
-    size_t first;
+    size_t first, added = 0;
     kw_rc rc = KW_ERR_INVALID;
 
     if (token == NULL || !text_split(token, len, prefix, bytes, &n)) {
@@ -886,15 +889,11 @@ KW_API kw_rc kw_token_attenuate(kw_secret **child_out, const char *token, size_t
                "address or a new id");
         goto out;
     }
-    if (t->ncaveats + 6 > KW_TOKEN_CAVEATS_MAX) {
-        /* count what was added */
-        size_t added = 0;
-        for (size_t off = first; off < w.n; off += 2u + w.p[off + 1])
-            added++;
-        if (t->ncaveats + added > KW_TOKEN_CAVEATS_MAX) {
-            seterr(err, err_len, "%s", "a token holds at most 16 caveats");
-            goto out;
-        }
+    for (size_t off = first; off < w.n; off += 2u + w.p[off + 1])
+        added++;
+    if (t->ncaveats + added > KW_TOKEN_CAVEATS_MAX) {
+        seterr(err, err_len, "%s", "a token holds at most 16 caveats");
+        goto out;
     }
     for (size_t off = first; off < w.n && !w.over; off += 2u + w.p[off + 1])
         kwi_hmac_key32(tag, tag, w.p + off, 2u + w.p[off + 1]);
