@@ -435,7 +435,7 @@ static kw_rc audit_kid(kw_ctx *ctx, const kw_actor *actor, const char *action, u
     char target[9], detail[64];
 
     snprintf(target, sizeof(target), "%08x", (unsigned)kid);
-    if (previous != 0 || strcmp(action, "signing-key.rotate") == 0)
+    if (strcmp(action, "signing-key.rotate") == 0)
         snprintf(detail, sizeof(detail), "{\"kid\":\"%08x\",\"previous\":\"%08x\"}", (unsigned)kid,
                  (unsigned)previous);
     else

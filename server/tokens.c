@@ -46,7 +46,7 @@ static int send_token(h2o_req_t *req, const kw_secret *tok, const char *id,
     return 0;
 }
 
-static int mint(h2o_req_t *req)
+int kws_tokens_collection(h2o_req_t *req)
 {
     kws_thread *t = kws_thread_of(req);
     const char *scopes[SCOPES_CAP], *k;
@@ -110,7 +110,7 @@ out:
     return ret;
 }
 
-static int revoke_id(h2o_req_t *req, const char *id)
+int kws_tokens_item(h2o_req_t *req, const char *id)
 {
     kws_thread *t = kws_thread_of(req);
     char admin[KW_ID_LEN + 1], client[64], body[64];
@@ -124,14 +124,4 @@ static int revoke_id(h2o_req_t *req, const char *id)
         return kws_send_rc(req, rc, kw_errmsg(t->kw));
     snprintf(body, sizeof(body), "{\"id\":\"%s\",\"revoked\":true}", id); /* base62: no escaping */
     return kws_send_text(req, 200, body);
-}
-
-int kws_tokens_collection(h2o_req_t *req)
-{
-    return mint(req);
-}
-
-int kws_tokens_item(h2o_req_t *req, const char *id)
-{
-    return revoke_id(req, id);
 }
