@@ -52,6 +52,8 @@ int token_revoke_main(kwc_global *g, int argc, char **argv);
 int signing_key_rotate_main(kwc_global *g, int argc, char **argv);
 int signing_key_retire_main(kwc_global *g, int argc, char **argv);
 int signing_key_list_main(kwc_global *g, int argc, char **argv);
+int signing_key_public_main(kwc_global *g, int argc, char **argv);
+int signing_key_import_main(kwc_global *g, int argc, char **argv);
 
 /* The actor of every change made from the command line. */
 const kw_actor *kwc_actor(void);

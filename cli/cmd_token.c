@@ -1,9 +1,12 @@
-/* keyward token mint|attenuate|inspect|revoke, keyward signing-key rotate|retire|list
- * (stateless keys: docs/tokens.md) */
+/* keyward token mint|attenuate|inspect|revoke, keyward signing-key
+ * rotate|retire|list|public|import (stateless keys: docs/tokens.md) */
 #include "cli.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define KEY_SET_MAX (1 << 20) /* the longest key set `signing-key import` reads */
 
 enum {
     OPT_JSON = 256,
@@ -18,6 +21,8 @@ enum {
     OPT_TOKEN_ENV,
     OPT_VERIFY,
     OPT_CLIENT,
+    OPT_KIND,
+    OPT_SYNC,
     OPT_HELP = 'h',
 };
 
@@ -52,10 +57,22 @@ static const char revoke_help[] = "usage: keyward token revoke ID\n\n"
                                   "it verify as REVOKED.\n";
 
 static const char sk_help[] =
-    "usage: keyward signing-key rotate | retire KID | list [--json]\n\n"
-    "rotate   a new signing key mints from now on; the old one still verifies\n"
+    "usage: keyward signing-key rotate [--kind hmac-sha256|ed25519]\n"
+    "       keyward signing-key retire KID\n"
+    "       keyward signing-key list [--json]\n"
+    "       keyward signing-key public\n"
+    "       keyward signing-key import [--sync] < KEYS.json\n\n"
+    "rotate   a new signing key mints from now on; the old one still verifies.\n"
+    "         --kind: HMAC-SHA-256 (the default for a first key; verifying\n"
+    "         needs the secret) or Ed25519 (its public key verifies; the\n"
+    "         default: the kind of the key it follows)\n"
     "retire   the key KID (8 hex digits) stops verifying: its tokens are refused\n"
-    "list     the keyring (never a secret)\n";
+    "list     the keyring (never a secret)\n"
+    "public   the Ed25519 public keys that verify, as GET /v1/signing-keys\n"
+    "         serves them (JSON)\n"
+    "import   read such a key set from stdin and verify what its keys signed,\n"
+    "         without being able to mint; --sync also retires the imported\n"
+    "         keys the set no longer lists\n";
 
 static int help(const char *text)
 {
@@ -428,18 +445,31 @@ static int sk_options(kwc_global *g, int argc, char **argv, int *json)
 
 int signing_key_rotate_main(kwc_global *g, int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"kind", required_argument, NULL, OPT_KIND},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    const char *kind = NULL;
     kw_ctx *ctx = NULL;
     uint32_t kid;
-    int ret = sk_options(g, argc, argv, NULL);
+    int c, ret;
     kw_rc rc;
 
-    if (ret != 0)
-        return ret < 0 ? EXIT_DONE : ret;
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(sk_help);
+        if (c != OPT_KIND)
+            return EXIT_USAGE;
+        kind = optarg;
+        if (strcmp(kind, KW_SIGNING_HMAC) != 0 && strcmp(kind, KW_SIGNING_ED25519) != 0)
+            return kwc_usage(g, "--kind is hmac-sha256 or ed25519, not '%s'", kind);
+    }
     if (optind < argc)
         return kwc_usage(g, "signing-key rotate takes no argument");
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
-    rc = kw_signing_key_rotate(ctx, kwc_actor(), &kid);
+    rc = kw_signing_key_rotate(ctx, kind, kwc_actor(), &kid);
     if (rc == KW_OK)
         printf("signing key %08x is active\n", (unsigned)kid);
     ret = rc == KW_OK ? EXIT_DONE : kwc_fail(g, rc, kw_errmsg(ctx));
@@ -495,24 +525,137 @@ int signing_key_list_main(kwc_global *g, int argc, char **argv)
     if (json)
         printf("[");
     else
-        printf("%-8s  %-11s  %-7s  %-20s  %s\n", "KID", "KIND", "STATE", "CREATED", "RETIRED");
+        printf("%-8s  %-11s  %-7s  %-6s  %-20s  %s\n", "KID", "KIND", "STATE", "HOLDS", "CREATED",
+               "RETIRED");
     for (size_t i = 0; i < n; i++) {
-        char made[32], gone[32];
+        char made[32], gone[32], b64[48], x[52] = "null";
         kwc_time_cell(made, keys[i].created_at); /* never 0 */
         kwc_time_cell(gone, keys[i].retired_at); /* "-" for 0: only printed when set in JSON */
+        if (keys[i].has_public_key) {
+            sodium_bin2base64(b64, sizeof(b64), keys[i].public_key, sizeof(keys[i].public_key),
+                              sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+            snprintf(x, sizeof(x), "\"%s\"", b64);
+        }
         if (json)
-            printf("%s{\"kid\":\"%08x\",\"kind\":\"%s\",\"state\":\"%s\",\"created_at\":\"%s\","
-                   "\"retired_at\":%s%s%s}",
-                   i ? "," : "", (unsigned)keys[i].kid, keys[i].kind, keys[i].state, made,
-                   keys[i].retired_at ? "\"" : "", keys[i].retired_at ? gone : "null",
-                   keys[i].retired_at ? "\"" : "");
+            printf("%s{\"kid\":\"%08x\",\"kind\":\"%s\",\"state\":\"%s\",\"public_only\":%s,"
+                   "\"public_key\":%s,\"created_at\":\"%s\",\"retired_at\":%s%s%s}",
+                   i ? "," : "", (unsigned)keys[i].kid, keys[i].kind, keys[i].state,
+                   keys[i].public_only ? "true" : "false", x, made, keys[i].retired_at ? "\"" : "",
+                   keys[i].retired_at ? gone : "null", keys[i].retired_at ? "\"" : "");
         else
-            printf("%08x  %-11s  %-7s  %-20s  %s\n", (unsigned)keys[i].kid, keys[i].kind,
-                   keys[i].state, made, gone);
+            printf("%08x  %-11s  %-7s  %-6s  %-20s  %s\n", (unsigned)keys[i].kid, keys[i].kind,
+                   keys[i].state, keys[i].public_only ? "public" : "secret", made, gone);
     }
     if (json)
         printf("]\n");
     free(keys);
     kw_close(ctx);
     return EXIT_DONE;
+}
+
+int signing_key_public_main(kwc_global *g, int argc, char **argv)
+{
+    kw_ctx *ctx = NULL;
+    char *doc = NULL;
+    int ret = sk_options(g, argc, argv, NULL);
+    kw_rc rc;
+
+    if (ret != 0)
+        return ret < 0 ? EXIT_DONE : ret;
+    if (optind < argc)
+        return kwc_usage(g, "signing-key public takes no argument");
+    if ((ret = kwc_open(g, &ctx)) != 0)
+        return ret;
+    rc = kw_signing_keys_public_json(ctx, &doc);
+    if (rc == KW_OK)
+        printf("%s\n", doc);
+    ret = rc == KW_OK ? EXIT_DONE : kwc_fail(g, rc, kw_errmsg(ctx));
+    free(doc);
+    kw_close(ctx);
+    return ret;
+}
+
+/* All of stdin, up to max bytes, into *out; else an exit code (after a
+ * message). */
+static int read_stdin(const kwc_global *g, size_t max, char **out, size_t *len)
+{
+    char *buf = malloc(max + 1);
+    size_t n = 0, got;
+
+    if (buf == NULL)
+        return kwc_fail(g, KW_ERR_NOMEM, "reading stdin");
+    while (n <= max && (got = fread(buf + n, 1, max + 1 - n, stdin)) > 0)
+        n += got;
+    if (n > max || ferror(stdin)) {
+        free(buf);
+        return kwc_fail(g, n > max ? KW_ERR_TOO_LARGE : KW_ERR_IO,
+                        n > max ? "the key set on stdin is longer than 1 MiB"
+                                : "cannot read the key set from stdin");
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int listed_in(const kw_public_key *set, size_t n, uint32_t kid)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i].kid == kid)
+            return 1;
+    return 0;
+}
+
+int signing_key_import_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"sync", no_argument, NULL, OPT_SYNC},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    kw_public_key *set = NULL;
+    kw_signing_key_info *have = NULL;
+    kw_ctx *ctx = NULL;
+    char *doc = NULL, err[256];
+    size_t len = 0, n = 0, nhave = 0;
+    int c, sync = 0, ret = EXIT_DONE, added;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(sk_help);
+        if (c != OPT_SYNC)
+            return EXIT_USAGE;
+        sync = 1;
+    }
+    if (optind < argc)
+        return kwc_usage(g, "signing-key import reads the key set from stdin, not '%s'",
+                         argv[optind]);
+    if ((ret = read_stdin(g, KEY_SET_MAX, &doc, &len)) != 0)
+        return ret;
+    rc = kw_public_keys_parse(doc, len, &set, &n, err, sizeof(err));
+    free(doc);
+    if (rc != KW_OK)
+        return kwc_fail(g, rc, err);
+    if ((ret = kwc_open(g, &ctx)) != 0) {
+        free(set);
+        return ret;
+    }
+    for (size_t i = 0; i < n && rc == KW_OK; i++)
+        if ((rc = kw_signing_key_add_public(ctx, &set[i], kwc_actor(), &added)) == KW_OK)
+            printf("%08x %s\n", (unsigned)set[i].kid, added ? "added" : "already here");
+    if (rc == KW_OK && sync)
+        rc = kw_signing_key_list(ctx, &have, &nhave);
+    for (size_t i = 0; rc == KW_OK && i < nhave; i++) {
+        if (!have[i].public_only || strcmp(have[i].state, "retired") == 0 ||
+            listed_in(set, n, have[i].kid))
+            continue;
+        if ((rc = kw_signing_key_retire(ctx, have[i].kid, kwc_actor())) == KW_OK)
+            printf("%08x retired: the set no longer lists it\n", (unsigned)have[i].kid);
+    }
+    ret = rc == KW_OK ? EXIT_DONE : kwc_fail(g, rc, kw_errmsg(ctx));
+    free(have);
+    free(set);
+    kw_close(ctx);
+    return ret;
 }

@@ -28,6 +28,8 @@ static const kwc_command commands[] = {
     {"signing-key", "rotate", signing_key_rotate_main, "start a new token signing key"},
     {"signing-key", "retire", signing_key_retire_main, "stop a signing key verifying"},
     {"signing-key", "list", signing_key_list_main, "list the token signing keys"},
+    {"signing-key", "public", signing_key_public_main, "print the Ed25519 public keys (JSON)"},
+    {"signing-key", "import", signing_key_import_main, "verify with another keyring's public keys"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -28,9 +28,10 @@ struct kw_ctx {
     uint64_t keyring_gen;           /* the process's keyring generation then */
     char (*revoked)[KW_ID_LEN + 1]; /* revoked token ids, sorted */
     size_t nrevoked;
-    int64_t revoked_ms;    /* when they were last read */
-    uint64_t revoked_gen;  /* the process's revocation generation then */
-    struct kwi_seed *seed; /* the seed system's secrets (lib/seed.c), or NULL */
+    int64_t revoked_ms;             /* when they were last read */
+    uint64_t revoked_gen;           /* the process's revocation generation then */
+    struct kwi_seed *seed;          /* the seed system's secrets (lib/seed.c), or NULL */
+    unsigned char (*sig_cache)[32]; /* format 2 tokens found good, by hash (lib/keyring.c) */
     char errmsg[KWI_ERRMSG_MAX];
 };
 
@@ -199,26 +200,52 @@ size_t kwi_b62blk_len(size_t nbytes);
 void kwi_b62blk_encode(char *out, const unsigned char *in, size_t n);
 int kwi_b62blk_decode(unsigned char *out, size_t *n, const char *in, size_t len);
 
-/* A new token's text (lib/token.c), signed with the 32-byte HMAC key of
- * keyring entry kid; err gets why it was refused. */
+/* A new token's text (lib/token.c), under keyring entry kid: format 1
+ * signed with the 32-byte HMAC key `key`; err gets why it was refused. */
 kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32_t kid,
                      const kw_token_params *p, const char id[static KW_ID_LEN + 1],
                      int64_t issued_at, char *err, size_t err_len);
+/* The same in format 2, signed with the Ed25519 key of 32-byte seed
+ * `seed`; eph is the seed of the token's first block key (NULL: random;
+ * given only by the test vectors). */
+kw_rc kwi_token_sign_ed25519(kw_secret **out, const unsigned char seed[static 32],
+                             const unsigned char *eph, uint32_t kid, const kw_token_params *p,
+                             const char id[static KW_ID_LEN + 1], int64_t issued_at, char *err,
+                             size_t err_len);
+/* kw_token_attenuate with the new block key's seed given (format 2; NULL:
+ * random), for the test vectors. */
+kw_rc kwi_token_attenuate_seeded(kw_secret **child_out, const char *token, size_t len,
+                                 const kw_token_restriction *r, const unsigned char *eph,
+                                 char *child_id_out, char *err, size_t err_len);
 /* A token read from its text once, for verification: its claims, its
- * bytes, and where the claims and the tag start. */
+ * bytes, and where its parts start. */
 #define KWI_TOKEN_BYTES_MAX (KW_TOKEN_MAX / 11 * 8 + 8)
+#define KWI_ED25519_PK_LEN 32
+typedef struct kwi_token_layout {
+    size_t claims_len; /* where the claims end */
+    size_t tag_at;     /* where the tag (format 1) or the proof (format 2) starts */
+    size_t
+        key_at[KW_TOKEN_CAVEATS_MAX + 1]; /* format 2: each block's next key (then its signature) */
+    size_t nkeys;
+} kwi_token_layout;
 typedef struct kwi_token {
     kw_token_info *info;
-    size_t n, claims_len, tag_at;
+    size_t n;
+    kwi_token_layout lay;
     unsigned char bytes[KWI_TOKEN_BYTES_MAX];
 } kwi_token;
 /* 1 if the text is a well-formed token (then call kwi_token_done), else 0. */
 int kwi_token_read(kwi_token *t, const char *text, size_t len);
-/* Is its tag right under the signing key's pad states (kwi_hmac_key_new)? */
+/* Format 1: is its tag right under the signing key's pad states
+ * (kwi_hmac_key_new)? */
 int kwi_token_tag_matches(const kwi_token *t, const kw_secret *pads);
+/* Format 2: is every block signed, the first under the signing key's
+ * public key `root`, and does the proof open the last block's key? */
+int kwi_token_sigs_ok(const kwi_token *t, const unsigned char root[static KWI_ED25519_PK_LEN]);
 void kwi_token_done(kwi_token *t);
-/* Parse a token and check its tag under key: 1 if it is right. *info gets
- * what it claims whenever it parsed (free it), NULL otherwise. */
+/* Parse a token and check it under key (format 1: the HMAC key; format 2:
+ * the Ed25519 public key): 1 if it is right. *info gets what it claims
+ * whenever it parsed (free it), NULL otherwise. */
 int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[static 32],
                      kw_token_info **info);
 

@@ -18,8 +18,13 @@
 #define REFRESH_MS 1000    /* the keyring and revocations are read again after this */
 #define UNKNOWN_KID_MS 100 /* an unknown kid reads the keyring again, at most this often */
 #define KIND_HMAC "hmac-sha256"
+#define KIND_ED25519 "ed25519"
 #define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define SECRET_LEN 32
+#define SEAL_LEN (NONCE_LEN + crypto_aead_xchacha20poly1305_ietf_ABYTES) /* sealing nothing */
+#define SECRET_LEN 32 /* an HMAC key; an Ed25519 key's seed */
+#define PK_LEN KWI_ED25519_PK_LEN
+#define AD_MAX 96
+#define SIG_CACHE_SLOTS 4096 /* verified format 2 tokens remembered per context */
 
 static const char wrap_label[] = "keyward signing-key wrap v1";
 
@@ -32,7 +37,9 @@ static const char ad_label[] = "keyward signing key";
 typedef struct ring_key {
     uint32_t kid;
     int retired;
-    kw_secret *pads; /* the signing key's HMAC pad states (kwi_hmac_key_new) */
+    int ed25519;              /* else HMAC-SHA-256 */
+    kw_secret *pads;          /* HMAC: the key's pad states (kwi_hmac_key_new) */
+    unsigned char pk[PK_LEN]; /* Ed25519: the public key */
 } ring_key;
 
 struct kwi_keyring {
@@ -57,24 +64,32 @@ void kwi_keyring_free(kw_ctx *ctx)
     free(ctx->revoked);
     ctx->revoked = NULL;
     ctx->nrevoked = 0;
+    free(ctx->sig_cache);
+    ctx->sig_cache = NULL;
 }
 
 /* ---- sealing --------------------------------------------------------------- */
 
-/* The associated data: what a sealed secret belongs to (kid and kind), so
- * that a sealed blob moved to another row does not open. */
-static size_t ad_of(unsigned char *ad, uint32_t kid, const char *kind)
+/* The associated data: what a sealed secret belongs to (kid, kind, and an
+ * Ed25519 key's public key), so that a sealed blob moved to another row,
+ * or a public key swapped in the database, does not open. */
+static size_t ad_of(unsigned char ad[static AD_MAX], const kwi_signing_key_row *row)
 {
-    size_t n = 0, kl = strlen(kind);
+    size_t n = 0, kl = strlen(row->kind);
+    uint32_t kid = row->kid;
 
     memcpy(ad, ad_label, sizeof(ad_label)); /* with its NUL */
     n += sizeof(ad_label);
-    memcpy(ad + n, kind, kl + 1);
+    memcpy(ad + n, row->kind, kl + 1);
     n += kl + 1;
     ad[n++] = (unsigned char)(kid >> 24);
     ad[n++] = (unsigned char)(kid >> 16);
     ad[n++] = (unsigned char)(kid >> 8);
     ad[n++] = (unsigned char)kid;
+    if (row->has_public_key) {
+        memcpy(ad + n, row->public_key, PK_LEN);
+        n += PK_LEN;
+    }
     return n;
 }
 
@@ -83,41 +98,53 @@ static void wrap_key(unsigned char out[static 32], const kw_ctx *ctx)
     kwi_hmac(out, ctx->pepper, wrap_label, sizeof(wrap_label) - 1);
 }
 
-static void seal(const kw_ctx *ctx, kwi_signing_key_row *row, const unsigned char *secret)
+/* Seal a secret of len bytes (0: nothing, for a key known only by its
+ * public key: the blob then only vouches for that public key). */
+static void seal(const kw_ctx *ctx, kwi_signing_key_row *row, const unsigned char *secret,
+                 size_t len)
 {
-    unsigned char wk[32], ad[64];
-    size_t adlen = ad_of(ad, row->kid, row->kind);
+    unsigned char wk[32], ad[AD_MAX];
+    size_t adlen = ad_of(ad, row);
     unsigned long long clen;
 
     wrap_key(wk, ctx);
     randombytes_buf(row->sealed, NONCE_LEN);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(row->sealed + NONCE_LEN, &clen, secret, SECRET_LEN,
-                                               ad, adlen, NULL, row->sealed, wk);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(row->sealed + NONCE_LEN, &clen, secret, len, ad,
+                                               adlen, NULL, row->sealed, wk);
     row->sealed_len = NONCE_LEN + (size_t)clen;
     sodium_memzero(wk, sizeof(wk));
 }
 
+/* Does this row hold a secret (not just an Ed25519 public key)? */
+static int has_secret(const kwi_signing_key_row *row)
+{
+    return row->sealed_len == SEAL_LEN + SECRET_LEN;
+}
+
+/* Open a row's sealed secret into *out; for a key known only by its public
+ * key, check the seal on it and set *out to NULL. */
 static kw_rc unseal(kw_ctx *ctx, const kwi_signing_key_row *row, kw_secret **out)
 {
-    unsigned char wk[32], ad[64];
-    size_t adlen = ad_of(ad, row->kid, row->kind);
+    unsigned char wk[32], ad[AD_MAX], none[1];
+    size_t adlen = ad_of(ad, row);
     unsigned long long mlen;
-    kw_secret *s;
+    kw_secret *s = NULL;
     kw_rc rc;
-    int bad;
+    int bad, public_only = row->sealed_len == SEAL_LEN && row->has_public_key;
 
-    if (row->sealed_len != NONCE_LEN + SECRET_LEN + crypto_aead_xchacha20poly1305_ietf_ABYTES) {
+    *out = NULL;
+    if (!has_secret(row) && !public_only) {
         kwi_seterr(ctx, "signing key %08x: its sealed secret is damaged", (unsigned)row->kid);
         return KW_ERR_STORAGE;
     }
-    if ((rc = kw_secret_new(&s, SECRET_LEN)) != KW_OK)
+    if (!public_only && (rc = kw_secret_new(&s, SECRET_LEN)) != KW_OK)
         return rc;
     wrap_key(wk, ctx);
     bad = crypto_aead_xchacha20poly1305_ietf_decrypt(
-        kw_secret_data(s), &mlen, NULL, row->sealed + NONCE_LEN, row->sealed_len - NONCE_LEN, ad,
-        adlen, row->sealed, wk);
+        s ? kw_secret_data(s) : none, &mlen, NULL, row->sealed + NONCE_LEN,
+        row->sealed_len - NONCE_LEN, ad, adlen, row->sealed, wk);
     sodium_memzero(wk, sizeof(wk));
-    if (bad || mlen != SECRET_LEN) {
+    if (bad || mlen != (public_only ? 0 : SECRET_LEN)) {
         kw_secret_free(s);
         kwi_seterr(ctx, "signing key %08x does not open: altered, or sealed under another pepper",
                    (unsigned)row->kid);
@@ -134,6 +161,42 @@ static void rows_free(kwi_signing_key_row *rows, size_t n)
     if (rows != NULL)
         sodium_memzero(rows, n * sizeof(*rows));
     free(rows);
+}
+
+/* One signing key as a verifier keeps it: KW_ERR_NOT_FOUND for a kind
+ * this version does not know. */
+static kw_rc ring_key_load(kw_ctx *ctx, const kwi_signing_key_row *row, ring_key *k)
+{
+    unsigned char pk[PK_LEN], sk[crypto_sign_SECRETKEYBYTES];
+    kw_secret *secret = NULL;
+    kw_rc rc;
+
+    k->kid = row->kid;
+    if ((k->retired = strcmp(row->state, "retired") == 0))
+        return KW_OK;
+    k->ed25519 = strcmp(row->kind, KIND_ED25519) == 0;
+    if (!k->ed25519 && strcmp(row->kind, KIND_HMAC) != 0)
+        return KW_ERR_NOT_FOUND;
+    if (k->ed25519 && !row->has_public_key) {
+        kwi_seterr(ctx, "signing key %08x: its public key is missing", (unsigned)row->kid);
+        return KW_ERR_STORAGE;
+    }
+    if ((rc = unseal(ctx, row, &secret)) != KW_OK)
+        return rc;
+    if (!k->ed25519) {
+        rc = kwi_hmac_key_new(&k->pads, secret);
+    } else if (secret != NULL) { /* the public key must be the secret's own */
+        crypto_sign_seed_keypair(pk, sk, kw_secret_cdata(secret));
+        sodium_memzero(sk, sizeof(sk));
+        if (sodium_memcmp(pk, row->public_key, PK_LEN) != 0) {
+            kwi_seterr(ctx, "signing key %08x: its public key is not its secret's",
+                       (unsigned)row->kid);
+            rc = KW_ERR_PEPPER_MISMATCH;
+        }
+    }
+    memcpy(k->pk, row->public_key, PK_LEN);
+    kw_secret_free(secret);
+    return rc;
 }
 
 /* Read the keyring again; a key that does not open fails the whole read
@@ -158,24 +221,11 @@ static kw_rc ring_load(kw_ctx *ctx)
         return KW_ERR_NOMEM;
     }
     for (size_t i = 0; i < n && rc == KW_OK; i++) {
-        ring_key *k = &r->k[r->n];
-        k->kid = rows[i].kid;
-        k->retired = strcmp(rows[i].state, "retired") == 0;
-        if (k->retired || strcmp(rows[i].kind, KIND_HMAC) != 0) {
-            if (!k->retired)
-                continue; /* a kind this version does not verify */
-            r->n++;
-            continue;
-        }
-        {
-            kw_secret *secret = NULL;
-            rc = unseal(ctx, &rows[i], &secret);
-            if (rc == KW_OK)
-                rc = kwi_hmac_key_new(&k->pads, secret);
-            kw_secret_free(secret);
-        }
+        rc = ring_key_load(ctx, &rows[i], &r->k[r->n]);
         if (rc == KW_OK)
             r->n++;
+        else if (rc == KW_ERR_NOT_FOUND)
+            rc = KW_OK; /* a kind this version does not verify */
     }
     rows_free(rows, n);
     if (rc != KW_OK) {
@@ -189,9 +239,9 @@ static kw_rc ring_load(kw_ctx *ctx)
     return KW_OK;
 }
 
-/* The pad states of signing key kid, if it may verify: KW_ERR_NOT_FOUND
- * if it is unknown or retired. */
-static kw_rc ring_key_of(kw_ctx *ctx, uint32_t kid, const kw_secret **out)
+/* Signing key kid, if it may verify: KW_ERR_NOT_FOUND if it is unknown
+ * or retired. */
+static kw_rc ring_key_of(kw_ctx *ctx, uint32_t kid, const ring_key **out)
 {
     int64_t now = kwi_now_ms(), age = now - ctx->keyring_ms;
     kw_rc rc;
@@ -209,7 +259,7 @@ static kw_rc ring_key_of(kw_ctx *ctx, uint32_t kid, const kw_secret **out)
             if (ctx->keyring->k[i].kid == kid) {
                 if (ctx->keyring->k[i].retired)
                     return KW_ERR_NOT_FOUND;
-                *out = ctx->keyring->k[i].pads;
+                *out = &ctx->keyring->k[i];
                 return KW_OK;
             }
         if (age == 0)
@@ -383,10 +433,49 @@ static kw_verdict decide(kw_ctx *ctx, const kw_token_info *t, const kw_key_recor
     return v;
 }
 
+/* Format 2: are the token's signatures good under k? A context remembers
+ * the tokens it has found good (by a hash of kid and all their bytes,
+ * proof included), so a token used again costs a hash, not its signature
+ * checks. Only k's own state is looked at again: it comes first. */
+static int sigs_ok(kw_ctx *ctx, const kwi_token *t, const ring_key *k)
+{
+    unsigned char h[32], kid[4] = {k->kid >> 24, k->kid >> 16, k->kid >> 8, k->kid};
+    crypto_generichash_state st;
+    uint32_t slot;
+
+    crypto_generichash_init(&st, NULL, 0, sizeof(h));
+    crypto_generichash_update(&st, kid, sizeof(kid));
+    crypto_generichash_update(&st, (const unsigned char *)t->info->prefix,
+                              strlen(t->info->prefix) + 1);
+    crypto_generichash_update(&st, t->bytes, t->n);
+    crypto_generichash_final(&st, h, sizeof(h));
+    memcpy(&slot, h, sizeof(slot));
+    slot %= SIG_CACHE_SLOTS;
+    if (ctx->sig_cache != NULL && sodium_memcmp(ctx->sig_cache[slot], h, sizeof(h)) == 0)
+        return 1;
+    if (!kwi_token_sigs_ok(t, k->pk))
+        return 0;
+    if (ctx->sig_cache == NULL)
+        ctx->sig_cache = calloc(SIG_CACHE_SLOTS, sizeof(*ctx->sig_cache));
+    if (ctx->sig_cache != NULL)
+        memcpy(ctx->sig_cache[slot], h, sizeof(h));
+    return 1;
+}
+
+/* Is token t signed by k, in the format k's kind signs? The key decides
+ * the algorithm: a format 1 token under an Ed25519 kid fails, and the
+ * other way round. */
+static int signed_by(kw_ctx *ctx, const kwi_token *t, const ring_key *k)
+{
+    if (t->info->version == KW_TOKEN_VERSION)
+        return !k->ed25519 && kwi_token_tag_matches(t, k->pads);
+    return k->ed25519 && sigs_ok(ctx, t, k);
+}
+
 kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                        kw_verify_result *out)
 {
-    const kw_secret *pads;
+    const ring_key *k;
     kwi_token t;
     kw_rc rc;
 
@@ -395,8 +484,8 @@ kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
         kwi_token_done(&t);
         return KW_OK;
     }
-    rc = ring_key_of(ctx, t.info->kid, &pads);
-    if (rc == KW_ERR_NOT_FOUND || (rc == KW_OK && !kwi_token_tag_matches(&t, pads))) {
+    rc = ring_key_of(ctx, t.info->kid, &k);
+    if (rc == KW_ERR_NOT_FOUND || (rc == KW_OK && !signed_by(ctx, &t, k))) {
         kwi_token_done(&t);
         out->code = KW_NOT_FOUND; /* like a wrong secret */
         return KW_OK;
@@ -443,40 +532,64 @@ static kw_rc audit_kid(kw_ctx *ctx, const kw_actor *actor, const char *action, u
     return kwi_audit_append(ctx, actor, action, target, "ok", detail);
 }
 
-/* Make a new active signing key (inside the caller's transaction). */
-static kw_rc key_create(kw_ctx *ctx, const kwi_signing_key_row *rows, size_t n, uint32_t *kid_out)
+/* Add a signing key to the keyring (inside the caller's transaction):
+ * with secret (SECRET_LEN bytes) in state "active", else (an Ed25519 key
+ * known by its public key only) in state "verify". */
+static kw_rc key_insert(kw_ctx *ctx, uint32_t kid, const char *kind, const unsigned char *secret,
+                        const unsigned char *public_key)
 {
-    unsigned char secret[SECRET_LEN];
-    kwi_signing_key_row row = {0};
+    kwi_signing_key_row row = {.kid = kid};
     kw_rc rc;
 
-    do { /* a kid not taken yet, never 0 */
-        row.kid = randombytes_random();
-        for (size_t i = 0; i < n && row.kid != 0; i++)
-            if (rows[i].kid == row.kid)
-                row.kid = 0;
-    } while (row.kid == 0);
-    memcpy(row.kind, KIND_HMAC, sizeof(KIND_HMAC));
-    memcpy(row.state, "active", sizeof("active"));
+    kwi_strlcpy(row.kind, kind, sizeof(row.kind));
+    kwi_strlcpy(row.state, secret ? "active" : "verify", sizeof(row.state));
     row.created_at = kw_now();
-    randombytes_buf(secret, sizeof(secret));
-    seal(ctx, &row, secret);
-    sodium_memzero(secret, sizeof(secret));
+    if ((row.has_public_key = public_key != NULL))
+        memcpy(row.public_key, public_key, PK_LEN);
+    seal(ctx, &row, secret, secret ? SECRET_LEN : 0);
     rc = ctx->store->ops->signing_key_insert(ctx->store, &row);
     sodium_memzero(&row.sealed, sizeof(row.sealed));
     if (rc != KW_OK) {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
         return rc;
     }
-    *kid_out = row.kid;
     atomic_fetch_add(&keyring_gen, 1); /* every context reads it again (committed or not) */
     return KW_OK;
 }
 
+/* Make a new active signing key of kind (inside the caller's transaction). */
+static kw_rc key_create(kw_ctx *ctx, const kwi_signing_key_row *rows, size_t n, const char *kind,
+                        uint32_t *kid_out)
+{
+    unsigned char secret[SECRET_LEN], pk[PK_LEN], sk[crypto_sign_SECRETKEYBYTES];
+    uint32_t kid;
+    int ed = strcmp(kind, KIND_ED25519) == 0;
+    kw_rc rc;
+
+    do { /* a kid not taken yet, never 0 */
+        kid = randombytes_random();
+        for (size_t i = 0; i < n && kid != 0; i++)
+            if (rows[i].kid == kid)
+                kid = 0;
+    } while (kid == 0);
+    randombytes_buf(secret, sizeof(secret));
+    if (ed) {
+        crypto_sign_seed_keypair(pk, sk, secret);
+        sodium_memzero(sk, sizeof(sk));
+    }
+    rc = key_insert(ctx, kid, kind, secret, ed ? pk : NULL);
+    sodium_memzero(secret, sizeof(secret));
+    if (rc == KW_OK)
+        *kid_out = kid;
+    return rc;
+}
+
+/* The key that mints: active, and holding its secret. */
 static const kwi_signing_key_row *active_of(const kwi_signing_key_row *rows, size_t n)
 {
     for (size_t i = n; i-- > 0;)
-        if (strcmp(rows[i].state, "active") == 0 && strcmp(rows[i].kind, KIND_HMAC) == 0)
+        if (strcmp(rows[i].state, "active") == 0 && has_secret(&rows[i]) &&
+            (strcmp(rows[i].kind, KIND_HMAC) == 0 || strcmp(rows[i].kind, KIND_ED25519) == 0))
             return &rows[i];
     return NULL;
 }
@@ -524,8 +637,16 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
         goto out;
     }
-    if ((active = active_of(rows, n)) == NULL) {
-        if ((rc = key_create(ctx, rows, n, &kid)) != KW_OK ||
+    if ((active = active_of(rows, n)) == NULL && n > 0) {
+        /* a keyring set up by hand (keys retired, or only public keys
+         * imported: a verifier) never gets a minting key by itself */
+        kwi_seterr(ctx, "no signing key here can mint: the keyring has no active key that holds "
+                        "its secret (keyward signing-key rotate starts one)");
+        rc = KW_ERR_CONFLICT;
+        goto out;
+    }
+    if (active == NULL) { /* the first token: the first key */
+        if ((rc = key_create(ctx, rows, n, KIND_HMAC, &kid)) != KW_OK ||
             (rc = audit_kid(ctx, actor, "signing-key.create", kid, 0)) != KW_OK)
             goto out;
         rows_free(rows, n);
@@ -545,8 +666,12 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
         goto out;
     kw_base62_random(id, KW_ID_LEN);
     id[KW_ID_LEN] = '\0';
-    rc = kwi_token_sign(&token, kw_secret_cdata(secret), made.kid, p, id, kw_now(), err,
-                        sizeof(err));
+    if (strcmp(made.kind, KIND_ED25519) == 0)
+        rc = kwi_token_sign_ed25519(&token, kw_secret_cdata(secret), NULL, made.kid, p, id,
+                                    kw_now(), err, sizeof(err));
+    else
+        rc = kwi_token_sign(&token, kw_secret_cdata(secret), made.kid, p, id, kw_now(), err,
+                            sizeof(err));
     if (rc != KW_OK) {
         if (rc == KW_ERR_INVALID)
             kwi_seterr(ctx, "%s", err);
@@ -597,7 +722,8 @@ KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor)
     return rc;
 }
 
-KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const kw_actor *actor, uint32_t *kid_out)
+KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const char *kind, const kw_actor *actor,
+                                   uint32_t *kid_out)
 {
     kwi_signing_key_row *rows = NULL;
     const kwi_signing_key_row *active;
@@ -605,6 +731,10 @@ KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const kw_actor *actor, uint32_t 
     size_t n = 0;
     kw_rc rc;
 
+    if (kind != NULL && strcmp(kind, KIND_HMAC) != 0 && strcmp(kind, KIND_ED25519) != 0) {
+        kwi_seterr(ctx, "a signing key's kind is hmac-sha256 or ed25519");
+        return KW_ERR_INVALID;
+    }
     if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
         return rc;
@@ -612,12 +742,14 @@ KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const kw_actor *actor, uint32_t 
     rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
     if (rc == KW_OK && (active = active_of(rows, n)) != NULL) {
         previous = active->kid;
+        if (kind == NULL) /* the kind of the key it follows */
+            kind = strcmp(active->kind, KIND_ED25519) == 0 ? KIND_ED25519 : KIND_HMAC;
         rc = ctx->store->ops->signing_key_state(ctx->store, previous, "verify", kw_now());
     }
     if (rc != KW_OK)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     if (rc == KW_OK)
-        rc = key_create(ctx, rows, n, &kid);
+        rc = key_create(ctx, rows, n, kind ? kind : KIND_HMAC, &kid);
     if (rc == KW_OK)
         rc = audit_kid(ctx, actor, "signing-key.rotate", kid, previous);
     rc = end_txn(ctx, rc);
@@ -684,9 +816,55 @@ KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t 
         memcpy(info[i].state, rows[i].state, sizeof(info[i].state));
         info[i].created_at = rows[i].created_at;
         info[i].retired_at = rows[i].retired_at;
+        info[i].public_only = !has_secret(&rows[i]);
+        if ((info[i].has_public_key = rows[i].has_public_key))
+            memcpy(info[i].public_key, rows[i].public_key, PK_LEN);
     }
     rows_free(rows, count);
     *out = info;
     *n = count;
     return KW_OK;
+}
+
+KW_API kw_rc kw_signing_key_add_public(kw_ctx *ctx, const kw_public_key *key, const kw_actor *actor,
+                                       int *added)
+{
+    kwi_signing_key_row *rows = NULL;
+    size_t n = 0;
+    int have = 0;
+    kw_rc rc;
+
+    if (added != NULL)
+        *added = 0;
+    if (key->kid == 0 || !crypto_core_ed25519_is_valid_point(key->key)) {
+        kwi_seterr(ctx,
+                   "%08x: not an Ed25519 public key (a point of the curve, not of small "
+                   "order; a kid other than 0)",
+                   (unsigned)key->kid);
+        return KW_ERR_INVALID;
+    }
+    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    if ((rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n)) != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    for (size_t i = 0; rc == KW_OK && i < n; i++) {
+        if (rows[i].kid != key->kid)
+            continue;
+        if (strcmp(rows[i].kind, KIND_ED25519) != 0 || !rows[i].has_public_key ||
+            memcmp(rows[i].public_key, key->key, PK_LEN) != 0) {
+            kwi_seterr(ctx, "signing key %08x here is another key", (unsigned)key->kid);
+            rc = KW_ERR_CONFLICT;
+        }
+        have = 1; /* kept as it is: a retired key stays retired */
+    }
+    if (rc == KW_OK && !have &&
+        (rc = key_insert(ctx, key->kid, KIND_ED25519, NULL, key->key)) == KW_OK)
+        rc = audit_kid(ctx, actor, "signing-key.import", key->kid, 0);
+    rc = end_txn(ctx, rc);
+    rows_free(rows, n);
+    if (rc == KW_OK && added != NULL)
+        *added = !have;
+    return rc;
 }

@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TAG_LEN 32
+#define TAG_LEN 32 /* format 1's tag; format 2's proof (a key seed) is as long */
+#define PK_LEN KWI_ED25519_PK_LEN
+#define SIG_LEN crypto_sign_BYTES
+#define BLOCK_KEY_LEN (PK_LEN + SIG_LEN) /* a format 2 block's next key and signature */
 #define TIME_LEN 5
 #define TIME_MAX ((INT64_C(1) << 40) - 1)
 #define BLOCK 8
@@ -25,6 +28,8 @@ static const char b62[] = KW_BASE62_ALPHABET;
 /* Digits that hold any k-byte value, k = 0..8 (62^d >= 256^k). */
 static const unsigned char digits_for[BLOCK + 1] = {0, 2, 3, 5, 6, 7, 9, 10, 11};
 static const char chain_label[] = "keyward token v1";
+static const char sig_label[] = "keyward token v2";         /* the first block */
+static const char block_label[] = "keyward token v2 block"; /* every later one */
 
 /* ---- block base62 -------------------------------------------------------- */
 
@@ -408,26 +413,71 @@ static int effective(kw_token_info *t)
     return 1;
 }
 
-/* Parse the bytes (not the text) of a token; *tag_at receives where the
- * tag starts. NULL if they break a rule (*why says which). */
-static kw_token_info *bytes_parse(const unsigned char *p, size_t n, size_t *tag_at,
+/* Format 2: a block's next key and signature follow; note where. */
+static int get_block_key(reader *r, kwi_token_layout *lay)
+{
+    if (r->n - r->off < BLOCK_KEY_LEN)
+        return fail(r, "cut short");
+    lay->key_at[lay->nkeys++] = r->off;
+    r->off += BLOCK_KEY_LEN;
+    return 1;
+}
+
+/* The caveats after the claims: format 1, one after another; format 2,
+ * in blocks (a count, that many caveats, the block's key and signature). */
+static int get_caveats(reader *r, kw_token_info *t, kwi_token_layout *lay)
+{
+    unsigned count;
+
+    if (t->version == KW_TOKEN_VERSION_ED25519 && !get_block_key(r, lay))
+        return 0;
+    while (r->off < r->n) {
+        if (t->version == KW_TOKEN_VERSION) {
+            if (t->ncaveats == KW_TOKEN_CAVEATS_MAX)
+                return fail(r, "too many caveats");
+            if (!get_caveat(r, &t->caveats[t->ncaveats++]))
+                return 0;
+            continue;
+        }
+        if (!get_u8(r, &count))
+            return 0;
+        if (count == 0)
+            return fail(r, "a block holds no caveat");
+        if (count > KW_TOKEN_CAVEATS_MAX - t->ncaveats)
+            return fail(r, "too many caveats");
+        while (count-- > 0)
+            if (!get_caveat(r, &t->caveats[t->ncaveats++]))
+                return 0;
+        if (!get_block_key(r, lay))
+            return 0;
+    }
+    return 1;
+}
+
+/* Parse the bytes (not the text) of a token; lay receives where its parts
+ * start. NULL if they break a rule (*why says which). */
+static kw_token_info *bytes_parse(const unsigned char *p, size_t n, kwi_token_layout *lay,
                                   const char **why)
 {
     kw_token_info *t = calloc(1, sizeof(*t));
     reader r = {p, n, 0, NULL};
-    unsigned version, nscopes;
+    unsigned nscopes;
     unsigned char kid[4], id[KW_ID_LEN];
 
     if (t == NULL) {
         *why = "out of memory";
         return NULL;
     }
+    lay->nkeys = 0;
     if (n < TAG_LEN) {
         fail(&r, "cut short");
         goto bad;
     }
-    r.n = n - TAG_LEN; /* the claims and caveats end where the tag starts */
-    if (!get_u8(&r, &version) || (version != KW_TOKEN_VERSION && !fail(&r, "unknown version")))
+    r.n = n - TAG_LEN; /* the claims and caveats end where the tag (or proof) starts */
+    if (!get_u8(&r, &t->version))
+        goto bad;
+    if (t->version != KW_TOKEN_VERSION && t->version != KW_TOKEN_VERSION_ED25519 &&
+        !fail(&r, "unknown version"))
         goto bad;
     if (!get(&r, kid, 4) || !get(&r, id, KW_ID_LEN))
         goto bad;
@@ -450,23 +500,18 @@ static kw_token_info *bytes_parse(const unsigned char *p, size_t n, size_t *tag_
     if (!get_scopes(&r, nscopes, &t->scopes))
         goto bad;
     t->nscopes = nscopes;
+    lay->claims_len = r.off;
     if ((t->caveats = calloc(KW_TOKEN_CAVEATS_MAX, sizeof(*t->caveats))) == NULL) {
         fail(&r, "out of memory");
         goto bad;
     }
-    while (r.off < r.n) {
-        if (t->ncaveats == KW_TOKEN_CAVEATS_MAX) {
-            fail(&r, "too many caveats");
-            goto bad;
-        }
-        if (!get_caveat(&r, &t->caveats[t->ncaveats++]))
-            goto bad;
-    }
+    if (!get_caveats(&r, t, lay))
+        goto bad;
     if (!effective(t)) {
         fail(&r, "out of memory");
         goto bad;
     }
-    *tag_at = r.off;
+    lay->tag_at = r.off;
     return t;
 bad:
     *why = r.why ? r.why : "not valid";
@@ -493,15 +538,16 @@ KW_API kw_rc kw_token_parse(kw_token_info **out, const char *token, size_t len, 
     unsigned char bytes[BYTES_MAX];
     char prefix[KW_PREFIX_MAX + 1];
     const char *why = NULL;
-    size_t n, tag_at;
+    kwi_token_layout lay;
     kw_token_info *t;
+    size_t n;
 
     if (token == NULL || !text_split(token, len, prefix, bytes, &n)) {
         seterr(err, err_len, "%s",
                "not a token: a prefix, '_', then base62 with a correct check (docs/tokens.md)");
         return KW_ERR_INVALID;
     }
-    t = bytes_parse(bytes, n, &tag_at, &why);
+    t = bytes_parse(bytes, n, &lay, &why);
     sodium_memzero(bytes, sizeof(bytes));
     if (t == NULL) {
         seterr(err, err_len, "malformed token: %s", why);
@@ -552,16 +598,6 @@ static kw_rc pads_of_key(kw_secret **pads, const unsigned char key[static 32])
     return rc;
 }
 
-/* Where the claims end in token bytes that parsed (the first caveat). */
-static size_t claims_end(const kw_token_info *t)
-{
-    size_t n = 1 + 4 + KW_ID_LEN + 3 * TIME_LEN + 1 + strlen(t->owner) + 1;
-
-    for (size_t i = 0; i < t->nscopes; i++)
-        n += 1 + strlen(t->scopes[i]);
-    return n;
-}
-
 int kwi_token_read(kwi_token *t, const char *text, size_t len)
 {
     char prefix[KW_PREFIX_MAX + 1];
@@ -573,23 +609,110 @@ int kwi_token_read(kwi_token *t, const char *text, size_t len)
         t->n = sizeof(t->bytes); /* partly written: wipe it all */
         return 0;
     }
-    if ((t->info = bytes_parse(t->bytes, t->n, &t->tag_at, &why)) == NULL)
+    if ((t->info = bytes_parse(t->bytes, t->n, &t->lay, &why)) == NULL)
         return 0;
     memcpy(t->info->prefix, prefix, sizeof(prefix));
-    t->claims_len = claims_end(t->info);
     return 1;
 }
 
 int kwi_token_tag_matches(const kwi_token *t, const kw_secret *pads)
 {
+    const kwi_token_layout *l = &t->lay;
     unsigned char tag[TAG_LEN];
     int ok;
 
-    chain(tag, pads, t->info->prefix, t->bytes, t->claims_len, t->bytes + t->claims_len,
-          t->tag_at - t->claims_len);
-    ok = sodium_memcmp(tag, t->bytes + t->tag_at, TAG_LEN) == 0;
+    if (t->info->version != KW_TOKEN_VERSION)
+        return 0;
+    chain(tag, pads, t->info->prefix, t->bytes, l->claims_len, t->bytes + l->claims_len,
+          l->tag_at - l->claims_len);
+    ok = sodium_memcmp(tag, t->bytes + l->tag_at, TAG_LEN) == 0;
     sodium_memzero(tag, sizeof(tag));
     return ok;
+}
+
+/* ---- format 2: a signature per block ------------------------------------------ */
+
+/* What the first block's signature covers: the label, the prefix, the
+ * claims and the block's key (bytes[0..len)). */
+static size_t first_msg(unsigned char *m, const char *prefix, const unsigned char *bytes,
+                        size_t len)
+{
+    size_t plen = strlen(prefix), n = 0;
+
+    memcpy(m, sig_label, sizeof(sig_label)); /* with its NUL */
+    n += sizeof(sig_label);
+    memcpy(m + n, prefix, plen);
+    n += plen;
+    m[n++] = 0;
+    memcpy(m + n, bytes, len);
+    return n + len;
+}
+
+/* What a later block's signature covers: the label, the signature before
+ * it (which binds it to everything before), and the block up to and with
+ * its key. */
+static size_t block_msg(unsigned char *m, const unsigned char prev_sig[static SIG_LEN],
+                        const unsigned char *block, size_t len)
+{
+    size_t n = 0;
+
+    memcpy(m, block_label, sizeof(block_label));
+    n += sizeof(block_label);
+    memcpy(m + n, prev_sig, SIG_LEN);
+    n += SIG_LEN;
+    memcpy(m + n, block, len);
+    return n + len;
+}
+
+#define MSG_MAX (sizeof(block_label) + KW_PREFIX_MAX + 1 + SIG_LEN + BYTES_MAX)
+
+/* Sign m under the Ed25519 key of a 32-byte seed. */
+static void ed_sign(unsigned char sig[static SIG_LEN], const unsigned char *m, size_t len,
+                    const unsigned char seed[static 32])
+{
+    unsigned char pk[PK_LEN], sk[crypto_sign_SECRETKEYBYTES];
+
+    crypto_sign_seed_keypair(pk, sk, seed);
+    crypto_sign_detached(sig, NULL, m, len, sk);
+    sodium_memzero(sk, sizeof(sk));
+}
+
+/* Does a proof (a key seed) open public key pk? */
+static int proof_opens(const unsigned char proof[static TAG_LEN],
+                       const unsigned char pk[static PK_LEN])
+{
+    unsigned char got[PK_LEN], sk[crypto_sign_SECRETKEYBYTES];
+
+    crypto_sign_seed_keypair(got, sk, proof);
+    sodium_memzero(sk, sizeof(sk));
+    return sodium_memcmp(got, pk, PK_LEN) == 0;
+}
+
+int kwi_token_sigs_ok(const kwi_token *t, const unsigned char root[static PK_LEN])
+{
+    unsigned char msg[MSG_MAX]; /* public bytes only: the proof is never in it */
+    const kwi_token_layout *l = &t->lay;
+    const unsigned char *b = t->bytes;
+    size_t len;
+
+    if (t->info->version != KW_TOKEN_VERSION_ED25519 || l->nkeys == 0)
+        return 0;
+    /* the proof first: a token without it is refused for a third of a
+     * signature check */
+    if (!proof_opens(b + l->tag_at, b + l->key_at[l->nkeys - 1]))
+        return 0;
+    len = first_msg(msg, t->info->prefix, b, l->key_at[0] + PK_LEN);
+    if (crypto_sign_verify_detached(b + l->key_at[0] + PK_LEN, msg, len, root) != 0)
+        return 0;
+    for (size_t i = 1; i < l->nkeys; i++) {
+        size_t start = l->key_at[i - 1] + BLOCK_KEY_LEN;
+        len =
+            block_msg(msg, b + l->key_at[i - 1] + PK_LEN, b + start, l->key_at[i] + PK_LEN - start);
+        if (crypto_sign_verify_detached(b + l->key_at[i] + PK_LEN, msg, len,
+                                        b + l->key_at[i - 1]) != 0)
+            return 0;
+    }
+    return 1;
 }
 
 void kwi_token_done(kwi_token *t)
@@ -611,7 +734,9 @@ int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[stat
         kwi_token_done(&t);
         return 0;
     }
-    if (pads_of_key(&pads, key) == KW_OK)
+    if (t.info->version == KW_TOKEN_VERSION_ED25519)
+        ok = kwi_token_sigs_ok(&t, key);
+    else if (pads_of_key(&pads, key) == KW_OK)
         ok = kwi_token_tag_matches(&t, pads);
     kw_secret_free(pads);
     *info = t.info;
@@ -688,62 +813,108 @@ static kw_rc text_of(kw_secret **out, const char *prefix, const writer *w)
     return KW_OK;
 }
 
+/* Write a new token's claims into w (format `version`); 0 if p breaks a
+ * rule (err says which). */
+static int claims_write(writer *w, unsigned version, uint32_t kid, const kw_token_params *p,
+                        const char *id, int64_t issued_at, char *err, size_t err_len)
+{
+    const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
+    unsigned char kidb[4] = {kid >> 24, kid >> 16, kid >> 8, kid};
+    char why[KWI_ERRMSG_MAX];
+
+    if (!kw_prefix_valid(prefix)) {
+        seterr(err, err_len, "%s", "invalid prefix");
+        return 0;
+    }
+    if (p->owner == NULL || p->owner[0] == '\0' || !kwi_text_ok(p->owner, KW_OWNER_MAX)) {
+        seterr(err, err_len, "%s", "a token needs an owner: UTF-8 text of at most 128 bytes");
+        return 0;
+    }
+    if (kwi_scopes_check(p->scopes, p->nscopes, why, sizeof(why)) != 0) {
+        seterr(err, err_len, "%s", why);
+        return 0;
+    }
+    if (p->not_before < 0 || p->expires_at < 0 || p->not_before > TIME_MAX ||
+        p->expires_at > TIME_MAX || issued_at <= 0 || issued_at > TIME_MAX) {
+        seterr(err, err_len, "%s", "a time is out of range");
+        return 0;
+    }
+    if (p->not_before && p->expires_at && p->not_before >= p->expires_at) {
+        seterr(err, err_len, "%s", "not_before must be earlier than the expiry");
+        return 0;
+    }
+    put_u8(w, version);
+    put(w, kidb, 4);
+    put(w, id, KW_ID_LEN);
+    put_time(w, issued_at);
+    put_time(w, p->not_before);
+    put_time(w, p->expires_at);
+    put_str(w, p->owner);
+    put_u8(w, (unsigned)p->nscopes);
+    for (size_t i = 0; i < p->nscopes; i++)
+        put_str(w, p->scopes[i]);
+    return 1;
+}
+
+/* The text of w, once its tag or proof is written; wipes w. */
+static kw_rc finish(kw_secret **out, const char *prefix, writer *w, char *err, size_t err_len)
+{
+    kw_rc rc = text_of(out, prefix, w);
+
+    if (rc == KW_ERR_INVALID)
+        seterr(err, err_len, "%s", "the token would be too long");
+    sodium_memzero(w, sizeof(*w));
+    return rc;
+}
+
 kw_rc kwi_token_sign(kw_secret **out, const unsigned char key[static 32], uint32_t kid,
                      const kw_token_params *p, const char id[static KW_ID_LEN + 1],
                      int64_t issued_at, char *err, size_t err_len)
 {
     const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
-    unsigned char kidb[4] = {kid >> 24, kid >> 16, kid >> 8, kid};
+    unsigned char tag[TAG_LEN];
     writer w = {.n = 0};
     kw_secret *pads = NULL;
-    char why[KWI_ERRMSG_MAX];
     kw_rc rc;
 
-    if (!kw_prefix_valid(prefix)) {
-        seterr(err, err_len, "%s", "invalid prefix");
+    if (!claims_write(&w, KW_TOKEN_VERSION, kid, p, id, issued_at, err, err_len))
         return KW_ERR_INVALID;
-    }
-    if (p->owner == NULL || p->owner[0] == '\0' || !kwi_text_ok(p->owner, KW_OWNER_MAX)) {
-        seterr(err, err_len, "%s", "a token needs an owner: UTF-8 text of at most 128 bytes");
-        return KW_ERR_INVALID;
-    }
-    if (kwi_scopes_check(p->scopes, p->nscopes, why, sizeof(why)) != 0) {
-        seterr(err, err_len, "%s", why);
-        return KW_ERR_INVALID;
-    }
-    if (p->not_before < 0 || p->expires_at < 0 || p->not_before > TIME_MAX ||
-        p->expires_at > TIME_MAX || issued_at <= 0 || issued_at > TIME_MAX) {
-        seterr(err, err_len, "%s", "a time is out of range");
-        return KW_ERR_INVALID;
-    }
-    if (p->not_before && p->expires_at && p->not_before >= p->expires_at) {
-        seterr(err, err_len, "%s", "not_before must be earlier than the expiry");
-        return KW_ERR_INVALID;
-    }
-    put_u8(&w, KW_TOKEN_VERSION);
-    put(&w, kidb, 4);
-    put(&w, id, KW_ID_LEN);
-    put_time(&w, issued_at);
-    put_time(&w, p->not_before);
-    put_time(&w, p->expires_at);
-    put_str(&w, p->owner);
-    put_u8(&w, (unsigned)p->nscopes);
-    for (size_t i = 0; i < p->nscopes; i++)
-        put_str(&w, p->scopes[i]);
-    if (w.over || w.n + TAG_LEN > sizeof(w.p)) {
-        seterr(err, err_len, "%s", "the token would be too long");
-        return KW_ERR_INVALID;
-    }
     if ((rc = pads_of_key(&pads, key)) != KW_OK)
         return rc;
-    chain(w.p + w.n, pads, prefix, w.p, w.n, NULL, 0);
+    chain(tag, pads, prefix, w.p, w.n, NULL, 0);
     kw_secret_free(pads);
-    w.n += TAG_LEN;
-    rc = text_of(out, prefix, &w);
-    if (rc == KW_ERR_INVALID)
-        seterr(err, err_len, "%s", "the token would be too long");
-    sodium_memzero(&w, sizeof(w));
-    return rc;
+    put(&w, tag, TAG_LEN);
+    sodium_memzero(tag, sizeof(tag));
+    return finish(out, prefix, &w, err, err_len);
+}
+
+kw_rc kwi_token_sign_ed25519(kw_secret **out, const unsigned char seed[static 32],
+                             const unsigned char *eph, uint32_t kid, const kw_token_params *p,
+                             const char id[static KW_ID_LEN + 1], int64_t issued_at, char *err,
+                             size_t err_len)
+{
+    const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
+    unsigned char e[TAG_LEN], pk[PK_LEN], sk[crypto_sign_SECRETKEYBYTES], sig[SIG_LEN];
+    unsigned char msg[MSG_MAX];
+    writer w = {.n = 0};
+
+    if (!claims_write(&w, KW_TOKEN_VERSION_ED25519, kid, p, id, issued_at, err, err_len))
+        return KW_ERR_INVALID;
+    /* the first block's key: its seed is the proof */
+    if (eph != NULL)
+        memcpy(e, eph, sizeof(e));
+    else
+        randombytes_buf(e, sizeof(e));
+    crypto_sign_seed_keypair(pk, sk, e);
+    sodium_memzero(sk, sizeof(sk));
+    put(&w, pk, PK_LEN);
+    if (!w.over) {
+        ed_sign(sig, msg, first_msg(msg, prefix, w.p, w.n), seed);
+        put(&w, sig, SIG_LEN);
+    }
+    put(&w, e, TAG_LEN);
+    sodium_memzero(e, sizeof(e));
+    return finish(out, prefix, &w, err, err_len);
 }
 
 /* Encode one caveat into w (type, length, value). */
@@ -822,95 +993,153 @@ static int restriction_ok(const kw_token_info *t, const kw_token_restriction *r,
     return 1;
 }
 
-KW_API kw_rc kw_token_attenuate(kw_secret **child_out, const char *token, size_t len,
-                                const kw_token_restriction *r, char *child_id_out, char *err,
-                                size_t err_len)
+/* The caveats restriction r adds, into cv; *added receives how many. 0
+ * if it adds none or breaks a rule (err says why). */
+static int caveats_of(writer *cv, size_t *added, const kw_token_restriction *r,
+                      char new_id[static KW_ID_LEN + 1], char *err, size_t err_len)
 {
-    unsigned char bytes[BYTES_MAX], addr[18];
+    unsigned char addr[18];
+    size_t alen = 0;
+
+    if (r->address != NULL && !address_bytes(addr, &alen, r->address)) {
+        seterr(
+            err, err_len, "%s",
+            "the address must be a CIDR range with its host bits zero (10.0.0.0/8, 2001:db8::/32)");
+        return 0;
+    }
+    if (r->nscopes > 0) {
+        writer v = {.n = 0};
+        for (size_t i = 0; i < r->nscopes; i++)
+            put_str(&v, r->scopes[i]);
+        if (v.over || !caveat_bytes(cv, KW_CAVEAT_SCOPES, v.p, v.n)) {
+            seterr(err, err_len, "%s", "too many scopes for one caveat");
+            return 0;
+        }
+    }
+    if (r->expires_at) {
+        writer v = {.n = 0};
+        put_time(&v, r->expires_at);
+        caveat_bytes(cv, KW_CAVEAT_EXPIRES, v.p, v.n);
+    }
+    if (r->not_before) {
+        writer v = {.n = 0};
+        put_time(&v, r->not_before);
+        caveat_bytes(cv, KW_CAVEAT_NOT_BEFORE, v.p, v.n);
+    }
+    if (r->audience != NULL)
+        caveat_bytes(cv, KW_CAVEAT_AUDIENCE, r->audience, strlen(r->audience));
+    if (alen > 0)
+        caveat_bytes(cv, KW_CAVEAT_ADDRESS, addr, alen);
+    if (r->new_id) {
+        kw_base62_random(new_id, KW_ID_LEN);
+        new_id[KW_ID_LEN] = '\0';
+        caveat_bytes(cv, KW_CAVEAT_ID, new_id, KW_ID_LEN);
+    }
+    if (cv->n == 0) {
+        seterr(err, err_len, "%s",
+               "nothing to restrict: give a scope, an expiry, an audience, an "
+               "address or a new id");
+        return 0;
+    }
+    *added = 0;
+    for (size_t off = 0; off < cv->n; off += 2u + cv->p[off + 1])
+        ++*added;
+    return 1;
+}
+
+/* Format 1: the caveats, each chained into the tag. */
+static void extend_chain(writer *w, const writer *cv,
+                         const unsigned char parent_tag[static TAG_LEN])
+{
+    unsigned char tag[TAG_LEN];
+
+    memcpy(tag, parent_tag, TAG_LEN);
+    for (size_t off = 0; off < cv->n; off += 2u + cv->p[off + 1])
+        kwi_hmac_key32(tag, tag, cv->p + off, 2u + cv->p[off + 1]);
+    put(w, cv->p, cv->n);
+    put(w, tag, TAG_LEN);
+    sodium_memzero(tag, sizeof(tag));
+}
+
+/* Format 2: one block of the caveats, signed with the key the parent's
+ * proof opens, then the new block key's seed as the proof. 0 if the proof
+ * does not open the parent's last key. */
+static int extend_blocks(writer *w, const writer *cv, size_t added, const unsigned char *parent,
+                         const kwi_token_layout *lay, const unsigned char *eph)
+{
+    const unsigned char *last_key = parent + lay->key_at[lay->nkeys - 1];
+    unsigned char e[TAG_LEN], pk[PK_LEN], sk[crypto_sign_SECRETKEYBYTES], sig[SIG_LEN];
+    unsigned char msg[MSG_MAX];
+    size_t start = w->n;
+
+    if (!proof_opens(parent + lay->tag_at, last_key))
+        return 0; /* a child of a broken token would be just as broken */
+    if (eph != NULL)
+        memcpy(e, eph, sizeof(e));
+    else
+        randombytes_buf(e, sizeof(e));
+    crypto_sign_seed_keypair(pk, sk, e);
+    sodium_memzero(sk, sizeof(sk));
+    put_u8(w, (unsigned)added);
+    put(w, cv->p, cv->n);
+    put(w, pk, PK_LEN);
+    if (!w->over) {
+        ed_sign(sig, msg, block_msg(msg, last_key + PK_LEN, w->p + start, w->n - start),
+                parent + lay->tag_at);
+        put(w, sig, SIG_LEN);
+    }
+    put(w, e, TAG_LEN);
+    sodium_memzero(e, sizeof(e));
+    return 1;
+}
+
+kw_rc kwi_token_attenuate_seeded(kw_secret **child_out, const char *token, size_t len,
+                                 const kw_token_restriction *r, const unsigned char *eph,
+                                 char *child_id_out, char *err, size_t err_len)
+{
+    unsigned char bytes[BYTES_MAX];
     char prefix[KW_PREFIX_MAX + 1], new_id[KW_ID_LEN + 1];
     const char *why = NULL;
-    size_t n, tag_at, alen = 0;
+    kwi_token_layout lay;
+    size_t n, added = 0;
     kw_token_info *t;
-    writer w = {.n = 0};
-    unsigned char tag[TAG_LEN];
-    size_t first, added = 0;
+    writer w = {.n = 0}, cv = {.n = 0};
     kw_rc rc = KW_ERR_INVALID;
 
     if (token == NULL || !text_split(token, len, prefix, bytes, &n)) {
         seterr(err, err_len, "%s", "not a token");
         return KW_ERR_INVALID;
     }
-    if ((t = bytes_parse(bytes, n, &tag_at, &why)) == NULL) {
+    if ((t = bytes_parse(bytes, n, &lay, &why)) == NULL) {
         seterr(err, err_len, "malformed token: %s", why);
         goto out;
     }
-    if (!restriction_ok(t, r, err, err_len))
+    if (!restriction_ok(t, r, err, err_len) || !caveats_of(&cv, &added, r, new_id, err, err_len))
         goto out;
-    if (r->address != NULL && !address_bytes(addr, &alen, r->address)) {
-        seterr(
-            err, err_len, "%s",
-            "the address must be a CIDR range with its host bits zero (10.0.0.0/8, 2001:db8::/32)");
-        goto out;
-    }
-    put(&w, bytes, tag_at); /* claims and the caveats so far */
-    memcpy(tag, bytes + tag_at, TAG_LEN);
-    first = w.n;
-    if (r->nscopes > 0) {
-        writer v = {.n = 0};
-        for (size_t i = 0; i < r->nscopes; i++)
-            put_str(&v, r->scopes[i]);
-        if (v.over || !caveat_bytes(&w, KW_CAVEAT_SCOPES, v.p, v.n)) {
-            seterr(err, err_len, "%s", "too many scopes for one caveat");
-            goto out;
-        }
-    }
-    if (r->expires_at) {
-        writer v = {.n = 0};
-        put_time(&v, r->expires_at);
-        caveat_bytes(&w, KW_CAVEAT_EXPIRES, v.p, v.n);
-    }
-    if (r->not_before) {
-        writer v = {.n = 0};
-        put_time(&v, r->not_before);
-        caveat_bytes(&w, KW_CAVEAT_NOT_BEFORE, v.p, v.n);
-    }
-    if (r->audience != NULL)
-        caveat_bytes(&w, KW_CAVEAT_AUDIENCE, r->audience, strlen(r->audience));
-    if (alen > 0)
-        caveat_bytes(&w, KW_CAVEAT_ADDRESS, addr, alen);
-    if (r->new_id) {
-        kw_base62_random(new_id, KW_ID_LEN);
-        new_id[KW_ID_LEN] = '\0';
-        caveat_bytes(&w, KW_CAVEAT_ID, new_id, KW_ID_LEN);
-    }
-    if (w.n == first) {
-        seterr(err, err_len, "%s",
-               "nothing to restrict: give a scope, an expiry, an audience, an "
-               "address or a new id");
-        goto out;
-    }
-    for (size_t off = first; off < w.n; off += 2u + w.p[off + 1])
-        added++;
     if (t->ncaveats + added > KW_TOKEN_CAVEATS_MAX) {
         seterr(err, err_len, "%s", "a token holds at most 16 caveats");
         goto out;
     }
-    for (size_t off = first; off < w.n && !w.over; off += 2u + w.p[off + 1])
-        kwi_hmac_key32(tag, tag, w.p + off, 2u + w.p[off + 1]);
-    put(&w, tag, TAG_LEN);
-    if (w.over) {
-        seterr(err, err_len, "%s", "the token would be too long");
+    put(&w, bytes, lay.tag_at); /* claims and the caveats so far */
+    if (t->version == KW_TOKEN_VERSION) {
+        extend_chain(&w, &cv, bytes + lay.tag_at);
+    } else if (!extend_blocks(&w, &cv, added, bytes, &lay, eph)) {
+        seterr(err, err_len, "%s", "the token's proof does not open its last key: not a token");
         goto out;
     }
-    rc = text_of(child_out, prefix, &w);
-    if (rc == KW_ERR_INVALID)
-        seterr(err, err_len, "%s", "the token would be too long");
+    rc = finish(child_out, prefix, &w, err, err_len);
     if (rc == KW_OK && child_id_out != NULL)
         memcpy(child_id_out, r->new_id ? new_id : t->leaf_id, KW_ID_LEN + 1);
 out:
     kw_token_info_free(t);
     sodium_memzero(bytes, sizeof(bytes));
     sodium_memzero(&w, sizeof(w));
-    sodium_memzero(tag, sizeof(tag));
     return rc;
+}
+
+KW_API kw_rc kw_token_attenuate(kw_secret **child_out, const char *token, size_t len,
+                                const kw_token_restriction *r, char *child_id_out, char *err,
+                                size_t err_len)
+{
+    return kwi_token_attenuate_seeded(child_out, token, len, r, NULL, child_id_out, err, err_len);
 }

@@ -71,6 +71,9 @@ static int dispatch(h2o_req_t *req, int *route)
     if (IS("/v1/tokens"))
         return *route = KWS_R_TOKENS,
                method_is(req, "POST") ? kws_tokens_collection(req) : not_allowed(req, "POST");
+    if (IS("/v1/signing-keys"))
+        return *route = KWS_R_SIGNING_KEYS,
+               method_is(req, "GET") ? kws_signing_keys(req) : not_allowed(req, "GET");
 #undef IS
     if (p.len == sizeof(TOKENS) - 1 + KW_ID_LEN &&
         memcmp(p.base, TOKENS, sizeof(TOKENS) - 1) == 0) {

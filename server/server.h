@@ -51,6 +51,7 @@ enum {
     KWS_R_USAGE,
     KWS_R_TOKENS,
     KWS_R_TOKEN,
+    KWS_R_SIGNING_KEYS,
     KWS_R_OTHER,
     KWS_ROUTES
 };
@@ -140,6 +141,7 @@ int kws_keys_usage(h2o_req_t *req, const char *id);  /* /v1/keys/{id}/usage */
 int kws_keys_verify(h2o_req_t *req);                 /* /v1/keys/verify */
 int kws_tokens_collection(h2o_req_t *req);           /* POST /v1/tokens */
 int kws_tokens_item(h2o_req_t *req, const char *id); /* DELETE /v1/tokens/{id} */
+int kws_signing_keys(h2o_req_t *req);                /* GET /v1/signing-keys */
 int kws_auth(h2o_req_t *req);                        /* /v1/auth */
 int kws_audit(h2o_req_t *req);                       /* /v1/audit */
 int kws_healthz(h2o_req_t *req);

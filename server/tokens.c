@@ -1,5 +1,6 @@
 /* Stateless keys over HTTP (docs/tokens.md): POST /v1/tokens mints one,
- * DELETE /v1/tokens/{id} revokes an id and everything derived from it. */
+ * DELETE /v1/tokens/{id} revokes an id and everything derived from it,
+ * GET /v1/signing-keys publishes the Ed25519 public keys that verify. */
 #include "server.h"
 
 #include <sodium.h>
@@ -124,4 +125,20 @@ int kws_tokens_item(h2o_req_t *req, const char *id)
         return kws_send_rc(req, rc, kw_errmsg(t->kw));
     snprintf(body, sizeof(body), "{\"id\":\"%s\",\"revoked\":true}", id); /* base62: no escaping */
     return kws_send_text(req, 200, body);
+}
+
+/* The Ed25519 public keys that verify, for verifiers that hold no secret.
+ * Public by nature: no admin key is asked for (like a JWKS endpoint). */
+int kws_signing_keys(h2o_req_t *req)
+{
+    kws_thread *t = kws_thread_of(req);
+    char *doc = NULL;
+    kw_rc rc = kw_signing_keys_public_json(t->kw, &doc);
+    int ret;
+
+    if (rc != KW_OK)
+        return kws_send_rc(req, rc, kw_errmsg(t->kw));
+    ret = kws_send_text(req, 200, doc);
+    free(doc);
+    return ret;
 }

@@ -16,7 +16,8 @@
 extern "C" {
 #endif
 
-#define KW_TOKEN_VERSION 1
+#define KW_TOKEN_VERSION 1         /**< signed with an HMAC-SHA-256 key: a macaroon chain */
+#define KW_TOKEN_VERSION_ED25519 2 /**< signed with an Ed25519 key: a signature per block */
 /** Longest token text accepted (and longest kw_verify accepts). */
 #define KW_TOKEN_MAX 2048
 #define KW_TOKEN_CAVEATS_MAX 16
@@ -42,6 +43,7 @@ typedef struct kw_token_caveat {
 
 /** What a token claims, read without trusting it (kw_token_parse). */
 typedef struct kw_token_info {
+    unsigned version; /**< KW_TOKEN_VERSION or KW_TOKEN_VERSION_ED25519 */
     char prefix[KW_PREFIX_MAX + 1];
     uint32_t kid; /**< the signing key it names */
     char id[KW_ID_LEN + 1];
@@ -135,22 +137,30 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
  */
 KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor) KW_WARN_UNUSED;
 
+#define KW_SIGNING_HMAC "hmac-sha256" /**< mints format 1 tokens; verifying needs the secret */
+#define KW_SIGNING_ED25519 "ed25519"  /**< mints format 2; its public key verifies them */
+
 /** A signing key of the keyring, as listed (never its secret). */
 typedef struct kw_signing_key_info {
     uint32_t kid;
-    char kind[16]; /**< "hmac-sha256" */
+    char kind[16]; /**< KW_SIGNING_HMAC or KW_SIGNING_ED25519 */
     char state[8]; /**< "active" (mints), "verify" (verifies only), "retired" */
     int64_t created_at;
     int64_t retired_at; /**< 0 unless retired */
+    int public_only;    /**< an Ed25519 key known here by its public key alone: it never mints */
+    int has_public_key;
+    unsigned char public_key[32]; /**< Ed25519 */
 } kw_signing_key_info;
 
 /**
  * Start a new signing key: it mints from now on; the one that minted until
  * now keeps verifying its tokens until it is retired. Audited.
+ * @param kind KW_SIGNING_HMAC or KW_SIGNING_ED25519; NULL: the kind of the
+ *        key it follows (HMAC for the first).
  * @param kid_out optional: receives the new key's id.
- * @return KW_OK, KW_ERR_STORAGE, KW_ERR_NOMEM.
+ * @return KW_OK, KW_ERR_INVALID (kind), KW_ERR_STORAGE, KW_ERR_NOMEM.
  */
-KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const kw_actor *actor,
+KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const char *kind, const kw_actor *actor,
                                    uint32_t *kid_out) KW_WARN_UNUSED;
 
 /**
@@ -166,6 +176,46 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
  * @param out receives *n entries (free with free()).
  */
 KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t *n) KW_WARN_UNUSED;
+
+/* ---- Ed25519 public keys: published, and imported by verifiers ---------- */
+
+/** An Ed25519 signing key's public half. */
+typedef struct kw_public_key {
+    uint32_t kid;
+    unsigned char key[32];
+} kw_public_key;
+
+/**
+ * The keyring's Ed25519 public keys that verify (state active or verify),
+ * as the JSON document GET /v1/signing-keys serves: {"keys":[{"kid",
+ * "kty":"OKP","crv":"Ed25519","x","use","alg","state","created_at"}]},
+ * each entry a JWK (RFC 8037). HMAC keys are never listed.
+ * @param out receives the text (free with free()).
+ */
+KW_API kw_rc kw_signing_keys_public_json(kw_ctx *ctx, char **out) KW_WARN_UNUSED;
+
+/**
+ * Read such a document: every entry's kid (8 hex digits) and x (the
+ * 32-byte key, base64url without padding); kty must be "OKP" and crv
+ * "Ed25519"; other members are ignored. At most 256 keys, no kid twice.
+ * @param out receives *n keys (free with free()).
+ * @param err optional: why it was refused.
+ * @return KW_OK, KW_ERR_INVALID, KW_ERR_TOO_LARGE, KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_public_keys_parse(const char *json, size_t len, kw_public_key **out, size_t *n,
+                                  char *err, size_t err_len) KW_WARN_UNUSED;
+
+/**
+ * Add an Ed25519 public key to the keyring, in state "verify": tokens its
+ * secret signed verify here, and nothing here can mint with it. Its seal
+ * under the pepper binds it to its kid, so a key written into the
+ * database by hand does not verify. Audited as "signing-key.import".
+ * @param added optional: 1 if it was added, 0 if the keyring had it already.
+ * @return KW_OK, KW_ERR_CONFLICT (the kid names another key here),
+ *         KW_ERR_STORAGE.
+ */
+KW_API kw_rc kw_signing_key_add_public(kw_ctx *ctx, const kw_public_key *key, const kw_actor *actor,
+                                       int *added) KW_WARN_UNUSED;
 
 /* ---- the seed system's own keys (SPEC.md, "Seed compatibility") -------- */
 

@@ -129,6 +129,9 @@ static const char *const migrations[] = {
     "CREATE TABLE token_revocations ("
     " id TEXT PRIMARY KEY NOT NULL,"
     " revoked_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 5: an Ed25519 signing key's public key (NULL for other kinds) */
+    "ALTER TABLE signing_keys ADD COLUMN public_key BLOB"
+    " CHECK (public_key IS NULL OR length(public_key) = 32);",
 };
 
 #define KEY_PARAMS                                                                                 \
@@ -221,10 +224,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 "
                       "AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR target = ?3) "
                       "ORDER BY seq LIMIT ?4",
-    [ST_SK_INSERT] = "INSERT INTO signing_keys (kid, kind, state, created_at, retired_at, sealed) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_SK_LIST] = "SELECT kid, kind, state, created_at, retired_at, sealed FROM signing_keys "
-                   "ORDER BY rowid",
+    [ST_SK_INSERT] = "INSERT INTO signing_keys (kid, kind, state, created_at, retired_at, sealed, "
+                     "public_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_SK_LIST] = "SELECT kid, kind, state, created_at, retired_at, sealed, public_key "
+                   "FROM signing_keys ORDER BY rowid",
     [ST_SK_STATE] = "UPDATE signing_keys SET state = ?2, retired_at = "
                     "CASE WHEN ?2 = 'retired' THEN ?3 ELSE retired_at END WHERE kid = ?1",
     [ST_TOKEN_REVOKE] = "INSERT INTO token_revocations (id, revoked_at) VALUES (?1, ?2)",
@@ -865,6 +868,10 @@ static kw_rc sq_signing_key_insert(kw_store *base, const kwi_signing_key_row *ro
     sqlite3_bind_int64(st, 4, row->created_at);
     sqlite3_bind_int64(st, 5, row->retired_at);
     sqlite3_bind_blob(st, 6, row->sealed, (int)row->sealed_len, SQLITE_STATIC);
+    if (row->has_public_key)
+        sqlite3_bind_blob(st, 7, row->public_key, sizeof(row->public_key), SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 7);
     return exec_stmt(s, st);
 }
 
@@ -891,7 +898,7 @@ static kw_rc sq_signing_key_list(kw_store *base, kwi_signing_key_row **out, size
 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         kwi_signing_key_row *r;
-        int sealed_len = sqlite3_column_bytes(st, 5);
+        int sealed_len = sqlite3_column_bytes(st, 5), pk_len = sqlite3_column_bytes(st, 6);
 
         if (count == cap) {
             cap = cap ? cap * 2 : 8;
@@ -908,7 +915,8 @@ static kw_rc sq_signing_key_list(kw_store *base, kwi_signing_key_row **out, size
         r->retired_at = sqlite3_column_int64(st, 4);
         if (!col_into(st, 1, r->kind, sizeof(r->kind)) ||
             !col_into(st, 2, r->state, sizeof(r->state)) || sealed_len < 0 ||
-            (size_t)sealed_len > sizeof(r->sealed)) {
+            (size_t)sealed_len > sizeof(r->sealed) ||
+            (pk_len != 0 && (size_t)pk_len != sizeof(r->public_key))) {
             snprintf(s->base.errmsg, sizeof(s->base.errmsg), "signing key %08x: damaged row",
                      (unsigned)r->kid);
             ret = KW_ERR_STORAGE;
@@ -917,6 +925,8 @@ static kw_rc sq_signing_key_list(kw_store *base, kwi_signing_key_row **out, size
         if (sealed_len > 0)
             memcpy(r->sealed, sqlite3_column_blob(st, 5), (size_t)sealed_len);
         r->sealed_len = (size_t)sealed_len;
+        if ((r->has_public_key = pk_len > 0))
+            memcpy(r->public_key, sqlite3_column_blob(st, 6), sizeof(r->public_key));
         count++;
     }
     if (ret == KW_OK && rc != SQLITE_DONE)

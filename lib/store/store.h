@@ -18,7 +18,7 @@
 #include <keyward/audit.h>
 #include <keyward/record.h>
 
-#define KWI_SCHEMA_VERSION 4
+#define KWI_SCHEMA_VERSION 5
 
 /* A record plus what only storage and verification see. */
 typedef struct kw_key_row {
@@ -45,16 +45,21 @@ typedef struct kw_usage_row {
 } kw_usage_row;
 
 /* A signing key of the token keyring (lib/keyring.c); its secret only
- * sealed (XChaCha20-Poly1305 under a key derived from the pepper). */
+ * sealed (XChaCha20-Poly1305 under a key derived from the pepper). An
+ * Ed25519 key has its public key beside it (bound to the sealed blob as
+ * associated data); one known only by its public key seals nothing, so
+ * the blob is just the pepper's seal on that public key. */
 #define KWI_SEALED_MAX 96
 typedef struct kwi_signing_key_row {
     uint32_t kid;
-    char kind[16]; /* "hmac-sha256" */
+    char kind[16]; /* "hmac-sha256", "ed25519" */
     char state[8]; /* "active" (mints and verifies), "verify", "retired" */
     int64_t created_at;
     int64_t retired_at; /* 0 unless retired */
     unsigned char sealed[KWI_SEALED_MAX];
     size_t sealed_len;
+    unsigned char public_key[32]; /* ed25519 */
+    int has_public_key;
 } kwi_signing_key_row;
 
 typedef struct kw_store kw_store;

@@ -4,11 +4,12 @@
  * a correct check) so that the fuzzer reaches the claims and caveats, not
  * just the CRC. Then:
  *   - kw_token_parse never crashes, and what it accepts has sane fields;
- *   - its tag under a fixed key is checked; a child narrowed from it
- *     parses and its tag is good exactly when the parent's was (narrowing
- *     neither repairs nor breaks a token);
+ *   - its tag (format 1) or signatures (format 2) under a fixed key are
+ *     checked; a child narrowed from it parses and is good exactly when
+ *     the parent was (narrowing neither repairs nor breaks a token);
  *   - the raw input, as text, is also parsed (the text-level rules).
  */
+#include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,15 @@
 #include "internal.h"
 
 static const unsigned char key[32] = "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz";
+/* Format 2: the public key of the test vectors' signing key (seed 0..31),
+ * so that the corpus's format 2 tokens verify and mutations start there. */
+static unsigned char ed_pk[32];
+static int ready;
+
+static const unsigned char *key_for(const kw_token_info *t)
+{
+    return t->version == KW_TOKEN_VERSION_ED25519 ? ed_pk : key;
+}
 
 static char *as_token(const uint8_t *data, size_t size)
 {
@@ -57,6 +67,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size > 1400 || kw_init() != KW_OK) /* kw_init: once, then a no-op */
         return 0;
+    if (!ready) {
+        unsigned char seed[32], sk[64];
+        for (int i = 0; i < 32; i++)
+            seed[i] = (unsigned char)i;
+        crypto_sign_seed_keypair(ed_pk, sk, seed);
+        ready = 1;
+    }
     if ((raw = malloc(size + 1)) == NULL)
         return 0;
     memcpy(raw, data, size); /* the text rules, on the input as it is */
@@ -70,14 +87,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((s = as_token(data, size)) == NULL)
         return 0;
     if (kw_token_parse(&t, s, strlen(s), err, sizeof(err)) == KW_OK) {
+        const unsigned char *k = key_for(t);
         check_info(t);
         kw_token_info_free(t);
         t = NULL;
-        ok = kwi_token_tag_ok(s, strlen(s), key, &t);
+        ok = kwi_token_tag_ok(s, strlen(s), k, &t);
         if (t == NULL)
             abort(); /* it parsed a moment ago */
         if (kw_token_attenuate(&child, s, strlen(s), &r, NULL, err, sizeof(err)) == KW_OK) {
-            cok = kwi_token_tag_ok((const char *)kw_secret_cdata(child), kw_secret_len(child), key,
+            cok = kwi_token_tag_ok((const char *)kw_secret_cdata(child), kw_secret_len(child), k,
                                    &ct);
             if (ct == NULL || cok != ok || ct->ncaveats != t->ncaveats + 2)
                 abort();

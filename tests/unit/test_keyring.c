@@ -231,7 +231,7 @@ static void test_rotate_and_retire(void **state)
     char err[200];
 
     child = narrow(old, &(kw_token_restriction){.audience = "a"}, NULL);
-    assert_int_equal(kw_signing_key_rotate(t->ctx, &kwt_actor, &kid), KW_OK);
+    assert_int_equal(kw_signing_key_rotate(t->ctx, NULL, &kwt_actor, &kid), KW_OK);
     fresh = mint(t, 0, 0, NULL);
     assert_int_equal(kw_token_parse(&oi, text(old), kw_secret_len(old), err, sizeof(err)), KW_OK);
     assert_int_equal(kw_token_parse(&fi, text(fresh), kw_secret_len(fresh), err, sizeof(err)),
@@ -304,7 +304,7 @@ static void test_audited(void **state)
     int64_t next;
     int minted = 0, created = 0;
 
-    assert_int_equal(kw_signing_key_rotate(t->ctx, &kwt_actor, NULL), KW_OK);
+    assert_int_equal(kw_signing_key_rotate(t->ctx, NULL, &kwt_actor, NULL), KW_OK);
     assert_int_equal(kw_token_revoke(t->ctx, id, &kwt_actor), KW_OK);
     assert_int_equal(kw_audit_list(t->ctx, &f, &recs, &n, &next), KW_OK);
     for (size_t i = 0; i < n; i++) {

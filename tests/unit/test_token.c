@@ -399,7 +399,7 @@ static void test_parse_refuses(void **state)
     (void)state;
     memcpy(tag, b + n - 32, 32);
     /* unknown version */
-    b[0] = 2;
+    b[0] = 3;
     bad = reencode("kw_live", b, n);
     assert_int_equal(kw_token_parse(&t, bad, strlen(bad), err, sizeof(err)), KW_ERR_INVALID);
     assert_non_null(strstr(err, "version"));
@@ -464,6 +464,72 @@ static const char v_grandchild[] =
 static const char v_minimal[] = "acme_test_05K1WLpBqeh9zmWARXay4u4I9kybNxPF20000000000007d7YOt2"
                                 "ZahLKO6FW1cbA2AOTBQEJvV3V7nKtxpKtH3y0ztif4YzAgg";
 
+/* Format 2 (docs/tokens.md, "Format 2"): the signing key's seed and each
+ * block key's seed are given, so the texts are fixed. */
+static const char v2_minted[] =
+    "kw_live_0AwA6blMR7b9zmWARXay4u4NTmUxBd6Q4000001xjQ3s0NJe7yj3iJj9ouDwKVEVVE8RqJPNELKWI9ovUb"
+    "LOZWoz5duyhwFzW2GI8kVDbFpg9V11poGlvuwuh2y6lCwhR8NE6sr6q4dIOQQJim00ErDSqyGzxWK0ZmRy6Ky8avg4"
+    "v1O2CiHJEBaYYTD0rhNEI9OyqsKwEZf6FFckb9pZV3e1qF5136Om1ce4A8p3n9K86LILOF4TtsEa2WWdf16OZLT4F2"
+    "37p";
+static const char v2_child[] =
+    "kw_live_0AwA6blMR7b9zmWARXay4u4NTmUxBd6Q4000001xjQ3s0NJe7yj3iJj9ouDwKVEVVE8RqJPNELKWI9ovUb"
+    "LOZWoz5duyhwFzW2GI8kVDbFpg9V11poGlvuwuh2y6lCwhR8NE6sr6q4dIOQQJim00ErDSqyGzxWK0ZmRy6Ky8avg4"
+    "v1O2CiHJEBaYYTD0rhNEI9OyqsKwEZf6FFckb9pZV3dUlwxH9ZEC2HVcB8s8he1vKDPN2a7b5BwiAq2NK8i7fSRhFJ"
+    "R08XI4iqsVvPN0nfsxFbWISfIq10Gzq416XANMf0bL5fmWEXMW6mM2uIh1fM8o4LkgEqDOCgq2p0TuLDIeFefJbVOt"
+    "Cjw3tZsO5PU6a5ii3TxAeUKKlRJNUBHsgEAUmaMfER1HJcQQ3iWcLrA5wkICqe8PXg6dUqJKLMan67KFOPo2am2W0P"
+    "fpf1lOcJN";
+static const char v2_grandchild[] =
+    "kw_live_0AwA6blMR7b9zmWARXay4u4NTmUxBd6Q4000001xjQ3s0NJe7yj3iJj9ouDwKVEVVE8RqJPNELKWI9ovUb"
+    "LOZWoz5duyhwFzW2GI8kVDbFpg9V11poGlvuwuh2y6lCwhR8NE6sr6q4dIOQQJim00ErDSqyGzxWK0ZmRy6Ky8avg4"
+    "v1O2CiHJEBaYYTD0rhNEI9OyqsKwEZf6FFckb9pZV3dUlwxH9ZEC2HVcB8s8he1vKDPN2a7b5BwiAq2NK8i7fSRhFJ"
+    "R08XI4iqsVvPN0nfsxFbWISfIq10Gzq416XANMf0bL5fmWEXMW6mM2uIh1fM8o4LkgEqDOCgq2p0TuLDIeFefJbVOt"
+    "Cjw3tZsO5PU6a5ii3TxAeUKKlRJNUBHsgEAUmaMfER1HJcQPyw4JcHY002Zss18Nka7SO8mxog8fpGZNJ4GZgwUU0W"
+    "QPMMCxr9ABDAkigu2HjLHjMuK7FuGOW24evZAoYGDIAcZISDz51SvGJFBLyb8Jvp6vn6Z8lIcX36OY8Ez7cEj30oY1"
+    "SntjdxsKuiA2OE6IrL8cPArSDtc8B9J9ixvv7nNb9zuH4PcLyd12HLY3L0Zqgtz";
+
+static void test_vectors_v2(void **state)
+{
+    static const char *const scopes[] = {"orders:*", "billing:read"};
+    static const char *const one[] = {"orders:read"};
+    unsigned char key[32], e[3][32], pk[32], sk[64];
+    kw_token_params p = {.owner = "acme",
+                         .scopes = scopes,
+                         .nscopes = 2,
+                         .expires_at = 1798761600,
+                         .prefix = "kw_live"};
+    kw_token_restriction r1 = {
+        .scopes = one, .nscopes = 1, .expires_at = 1782864000, .audience = "api.example.com"};
+    kw_token_restriction r2 = {.address = "192.0.2.0/24"};
+    kw_secret *t, *c, *g;
+    char err[200];
+
+    (void)state;
+    for (int i = 0; i < 32; i++) {
+        key[i] = (unsigned char)i;
+        for (int j = 0; j < 3; j++)
+            e[j][i] = (unsigned char)(0x20 * (j + 1) + i);
+    }
+    assert_int_equal(kwi_token_sign_ed25519(&t, key, e[0], 0x0e0d0c0b, &p, "Vector000003",
+                                            1767225600, err, sizeof(err)),
+                     KW_OK);
+    assert_string_equal(text(t), v2_minted);
+    assert_int_equal(kwi_token_attenuate_seeded(&c, text(t), kw_secret_len(t), &r1, e[1], NULL, err,
+                                                sizeof(err)),
+                     KW_OK);
+    assert_string_equal(text(c), v2_child);
+    assert_int_equal(kwi_token_attenuate_seeded(&g, text(c), kw_secret_len(c), &r2, e[2], NULL, err,
+                                                sizeof(err)),
+                     KW_OK);
+    assert_string_equal(text(g), v2_grandchild);
+    crypto_sign_seed_keypair(pk, sk, key);
+    assert_true(ok_under(v2_grandchild, strlen(v2_grandchild), pk, NULL));
+    pk[0] ^= 1;
+    assert_false(ok_under(v2_grandchild, strlen(v2_grandchild), pk, NULL));
+    kw_secret_free(t);
+    kw_secret_free(c);
+    kw_secret_free(g);
+}
+
 static void test_vectors(void **state)
 {
     static const char *const scopes[] = {"orders:*", "billing:read"};
@@ -505,11 +571,17 @@ static void test_vectors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_b62blk_roundtrip),       cmocka_unit_test(test_b62blk_refuses),
-        cmocka_unit_test(test_sign_and_read_back),     cmocka_unit_test(test_sign_refuses),
-        cmocka_unit_test(test_tamper_every_byte),      cmocka_unit_test(test_attenuate_narrows),
-        cmocka_unit_test(test_attenuate_cannot_widen), cmocka_unit_test(test_parse_refuses),
-        cmocka_unit_test(test_caveat_limit),           cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_b62blk_roundtrip),
+        cmocka_unit_test(test_b62blk_refuses),
+        cmocka_unit_test(test_sign_and_read_back),
+        cmocka_unit_test(test_sign_refuses),
+        cmocka_unit_test(test_tamper_every_byte),
+        cmocka_unit_test(test_attenuate_narrows),
+        cmocka_unit_test(test_attenuate_cannot_widen),
+        cmocka_unit_test(test_parse_refuses),
+        cmocka_unit_test(test_caveat_limit),
+        cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_vectors_v2),
     };
     if (kw_init() != KW_OK)
         return 1;
