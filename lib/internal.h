@@ -28,6 +28,7 @@ struct kw_ctx {
     uint64_t keyring_gen;           /* the process's keyring generation then */
     char (*revoked)[KW_ID_LEN + 1]; /* revoked token ids, sorted */
     size_t nrevoked;
+    int64_t revoked_upto;           /* the store's number of the last one read */
     int64_t revoked_ms;             /* when they were last read */
     uint64_t revoked_gen;           /* the process's revocation generation then */
     struct kwi_seed *seed;          /* the seed system's secrets (lib/seed.c), or NULL */

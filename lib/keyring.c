@@ -64,6 +64,7 @@ void kwi_keyring_free(kw_ctx *ctx)
     free(ctx->revoked);
     ctx->revoked = NULL;
     ctx->nrevoked = 0;
+    ctx->revoked_upto = 0;
     free(ctx->sig_cache);
     ctx->sig_cache = NULL;
 }
@@ -275,22 +276,46 @@ static int id_cmp(const void *a, const void *b)
     return memcmp(a, b, KW_ID_LEN + 1);
 }
 
+/* Read the ids revoked since the last read and merge them in: a read
+ * that finds nothing new costs one indexed query, however many ids are
+ * revoked. */
 static kw_rc revoked_load(kw_ctx *ctx)
 {
     uint64_t gen = atomic_load(&revoked_gen);
-    char(*ids)[KW_ID_LEN + 1];
-    size_t n;
-    kw_rc rc = ctx->store->ops->token_revoked(ctx->store, &ids, &n);
+    char(*ids)[KW_ID_LEN + 1], (*merged)[KW_ID_LEN + 1];
+    size_t n, i = 0, j = 0, k = 0;
+    int64_t last;
+    kw_rc rc = ctx->store->ops->token_revoked(ctx->store, ctx->revoked_upto, &ids, &n, &last);
 
     if (rc != KW_OK) {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
         return rc;
     }
-    if (n > 1) /* the store's order need not be memcmp's */
+    if (n > 1) /* revocation order, not memcmp's */
         qsort(ids, n, sizeof(*ids), id_cmp);
-    free(ctx->revoked);
-    ctx->revoked = ids;
-    ctx->nrevoked = n;
+    if (n > 0 && ctx->nrevoked == 0) {
+        free(ctx->revoked);
+        ctx->revoked = ids;
+        ctx->nrevoked = n;
+    } else if (n > 0) {
+        if ((merged = malloc((ctx->nrevoked + n) * sizeof(*merged))) == NULL) {
+            free(ids);
+            return KW_ERR_NOMEM;
+        }
+        while (i < ctx->nrevoked || j < n) /* ids are unique: no ties */
+            memcpy(merged[k++],
+                   j == n || (i < ctx->nrevoked && id_cmp(ctx->revoked[i], ids[j]) < 0)
+                       ? ctx->revoked[i++]
+                       : ids[j++],
+                   KW_ID_LEN + 1);
+        free(ctx->revoked);
+        free(ids);
+        ctx->revoked = merged;
+        ctx->nrevoked = k;
+    } else {
+        free(ids);
+    }
+    ctx->revoked_upto = last;
     ctx->revoked_ms = kwi_now_ms();
     ctx->revoked_gen = gen;
     return KW_OK;

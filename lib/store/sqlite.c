@@ -131,7 +131,16 @@ static const char *const migrations[] = {
     " revoked_at INTEGER NOT NULL) WITHOUT ROWID;",
     /* 5: an Ed25519 signing key's public key (NULL for other kinds) */
     "ALTER TABLE signing_keys ADD COLUMN public_key BLOB"
-    " CHECK (public_key IS NULL OR length(public_key) = 32);",
+    " CHECK (public_key IS NULL OR length(public_key) = 32);"
+    /* ... and revoked token ids in the order they were revoked (rowid), so
+     * that a verifier reads only those it has not seen */
+    "CREATE TABLE token_revocations_v5 ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " revoked_at INTEGER NOT NULL);"
+    "INSERT INTO token_revocations_v5 (id, revoked_at)"
+    " SELECT id, revoked_at FROM token_revocations ORDER BY revoked_at, id;"
+    "DROP TABLE token_revocations;"
+    "ALTER TABLE token_revocations_v5 RENAME TO token_revocations;",
 };
 
 #define KEY_PARAMS                                                                                 \
@@ -231,7 +240,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SK_STATE] = "UPDATE signing_keys SET state = ?2, retired_at = "
                     "CASE WHEN ?2 = 'retired' THEN ?3 ELSE retired_at END WHERE kid = ?1",
     [ST_TOKEN_REVOKE] = "INSERT INTO token_revocations (id, revoked_at) VALUES (?1, ?2)",
-    [ST_TOKEN_REVOKED] = "SELECT id FROM token_revocations ORDER BY id",
+    [ST_TOKEN_REVOKED] = "SELECT rowid, id FROM token_revocations WHERE rowid > ?1 ORDER BY rowid",
 };
 
 typedef struct sqlite_store {
@@ -970,7 +979,8 @@ static kw_rc sq_token_revoke(kw_store *base, const char *id, int64_t at)
     return exec_stmt(s, st);
 }
 
-static kw_rc sq_token_revoked(kw_store *base, char (**out)[KW_ID_LEN + 1], size_t *n)
+static kw_rc sq_token_revoked(kw_store *base, int64_t after, char (**out)[KW_ID_LEN + 1], size_t *n,
+                              int64_t *last)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = s->st[ST_TOKEN_REVOKED];
@@ -979,7 +989,10 @@ static kw_rc sq_token_revoked(kw_store *base, char (**out)[KW_ID_LEN + 1], size_
     kw_rc ret = KW_OK;
     int rc;
 
+    *last = after;
+    sqlite3_bind_int64(st, 1, after);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *last = sqlite3_column_int64(st, 0);
         if (count == cap) {
             cap = cap ? cap * 2 : 64;
             if ((grown = realloc(ids, cap * sizeof(*ids))) == NULL) {
@@ -988,7 +1001,7 @@ static kw_rc sq_token_revoked(kw_store *base, char (**out)[KW_ID_LEN + 1], size_
             }
             ids = grown;
         }
-        if (!col_into(st, 0, ids[count], sizeof(ids[count])))
+        if (!col_into(st, 1, ids[count], sizeof(ids[count])))
             continue; /* not an id: cannot match one */
         count++;
     }

@@ -134,7 +134,10 @@ typedef struct kw_store_ops {
     kw_rc (*signing_key_state)(kw_store *s, uint32_t kid, const char *state, int64_t at);
     /* Revoked token ids: add one (KW_ERR_CONFLICT if there), list all. */
     kw_rc (*token_revoke)(kw_store *s, const char *id, int64_t at);
-    kw_rc (*token_revoked)(kw_store *s, char (**out)[KW_ID_LEN + 1], size_t *n);
+    /* The ids revoked after sequence number `after` (0: all), in the order
+     * they were revoked; *last receives the last one's number (or after). */
+    kw_rc (*token_revoked)(kw_store *s, int64_t after, char (**out)[KW_ID_LEN + 1], size_t *n,
+                           int64_t *last);
 
     kw_rc (*audit_append)(kw_store *s, const kw_audit_row *row);
     kw_rc (*audit_list)(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, size_t *n);

@@ -346,6 +346,33 @@ static void test_through_the_index(void **state)
     kw_secret_free(tok);
 }
 
+/* Revocations are read incrementally (only those made since the last
+ * read) and merged into the sorted list: after each of many revocations in
+ * random order, every id revoked so far is found, and no other. */
+static void test_revocations_merge(void **state)
+{
+    kwt_db *t = *state;
+    char ids[40][KW_ID_LEN + 1], other[KW_ID_LEN + 1];
+    int yes;
+
+    for (int i = 0; i < 40; i++) {
+        kw_base62_random(ids[i], KW_ID_LEN);
+        ids[i][KW_ID_LEN] = '\0';
+        assert_int_equal(kw_token_revoke(t->ctx, ids[i], &kwt_actor), KW_OK);
+        for (int j = 0; j <= i; j++) {
+            assert_int_equal(kwi_token_revoked(t->ctx, ids[j], &yes), KW_OK);
+            assert_true(yes);
+        }
+        kw_base62_random(other, KW_ID_LEN);
+        other[KW_ID_LEN] = '\0';
+        assert_int_equal(kwi_token_revoked(t->ctx, other, &yes), KW_OK);
+        assert_false(yes);
+    }
+    assert_int_equal(t->ctx->nrevoked, 40);
+    for (size_t i = 1; i < t->ctx->nrevoked; i++)
+        assert_true(memcmp(t->ctx->revoked[i - 1], t->ctx->revoked[i], KW_ID_LEN + 1) < 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sealed, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_audited, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_through_the_index, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_revocations_merge, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
