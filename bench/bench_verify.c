@@ -1,9 +1,12 @@
 /*
  * In-process verification speed (issue P3, row 2): verifications per second
  * through the in-memory index, on one thread, for a valid key, an unknown
- * id, a wrong secret and a malformed string, and a stateless key (issue P4:
- * docs/tokens.md) as minted and with three caveats, beside the cost of one
- * bare HMAC-SHA-256 of a key measured in the same run (the floor).
+ * id, a wrong secret and a malformed string, and stateless keys (issue P4:
+ * docs/tokens.md): HMAC-signed as minted and with three caveats; Ed25519-
+ * signed as minted and with one block, the first time each token is seen
+ * (every signature checked) and again (the context's cache) -- beside the
+ * cost of one bare HMAC-SHA-256 of a key measured in the same run (the
+ * floor).
  *
  * usage: bench_verify [SECONDS_PER_ROW] [KEYS] [ROW]   prints a Markdown table;
  *        ROW ("valid key", ...) measures that row alone, for a profiler
@@ -60,6 +63,26 @@ static double hmac_rate(const char *key, size_t len, double seconds, int fast)
     return (double)n / t;
 }
 
+/* First use: each of n distinct tokens verified once, in order (none is in
+ * the cache yet). */
+static double first_use_rate(kw_index *idx, kw_ctx *ctx, char *const *toks, size_t n,
+                             const char *audience)
+{
+    double t0 = now_s();
+
+    for (size_t i = 0; i < n; i++) {
+        kw_verify_result res;
+        kw_verify_request req = {.cost = 1, .audience = audience};
+        if (kw_index_verify(idx, ctx, toks[i], strlen(toks[i]), &req, &res) != KW_OK ||
+            res.code != KW_VALID) {
+            fprintf(stderr, "bench_verify: a first-use token gave %s\n", kw_verdict_name(res.code));
+            exit(1);
+        }
+        kw_verify_result_clear(&res);
+    }
+    return (double)n / (now_s() - t0);
+}
+
 static double verify_rate(kw_index *idx, kw_ctx *ctx, const row *r, double seconds)
 {
     unsigned long n = 0;
@@ -87,7 +110,9 @@ int main(int argc, char **argv)
     long keys = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
     char dir[] = "/tmp/kwbench.XXXXXX", url[128];
     kw_open_opts oo = {.create = 1};
-    kw_secret *pepper, *valid = NULL, *token = NULL, *child = NULL;
+    kw_secret *pepper, *valid = NULL, *token = NULL, *child = NULL, *ed = NULL, *ed_child = NULL;
+    char **ed_pool = NULL, **ed_child_pool = NULL; /* plain copies: locked memory is scarce */
+    size_t npool = 0;
     char unknown[KW_KEY_MAX + 1], wrong[KW_KEY_MAX + 1];
     kw_key_params p;
     kw_index *idx;
@@ -132,10 +157,42 @@ int main(int argc, char **argv)
         kw_token_restriction tr = {.scopes = one, .nscopes = 1, .audience = "bench", .new_id = 1};
         char tid[KW_ID_LEN + 1];
 
+        kw_token_restriction one_block = {.scopes = one, .nscopes = 1, .audience = "bench"};
+
         if (kw_token_mint(ctx, &tp, &(kw_actor){"bench", "local"}, &token, tid) != KW_OK ||
             kw_token_attenuate(&child, (const char *)kw_secret_cdata(token), kw_secret_len(token),
                                &tr, NULL, NULL, 0) != KW_OK)
             return 7;
+        /* Ed25519 (format 2): one token and one child for the cached rows,
+         * and pools of distinct ones, each verified once, for first use
+         * (a third of a second to a second each, at the rates measured) */
+        npool = (size_t)(seconds * 4000);
+        ed_pool = calloc(npool, sizeof(*ed_pool));
+        ed_child_pool = calloc(npool, sizeof(*ed_child_pool));
+        if (ed_pool == NULL || ed_child_pool == NULL ||
+            kw_signing_key_rotate(ctx, KW_SIGNING_ED25519, &(kw_actor){"bench", "local"}, NULL) !=
+                KW_OK ||
+            kw_token_mint(ctx, &tp, &(kw_actor){"bench", "local"}, &ed, tid) != KW_OK ||
+            kw_token_attenuate(&ed_child, (const char *)kw_secret_cdata(ed), kw_secret_len(ed),
+                               &one_block, NULL, NULL, 0) != KW_OK) {
+            fprintf(stderr, "bench_verify: the Ed25519 tokens: %s\n", kw_errmsg(ctx));
+            return 7;
+        }
+        for (size_t i = 0; i < npool; i++) {
+            kw_secret *m = NULL, *c = NULL;
+            if (kw_token_mint(ctx, &tp, &(kw_actor){"bench", "local"}, &m, tid) != KW_OK ||
+                kw_token_attenuate(&c, (const char *)kw_secret_cdata(ed), kw_secret_len(ed),
+                                   &one_block, NULL, NULL, 0) != KW_OK ||
+                (ed_pool[i] = strndup((const char *)kw_secret_cdata(m), kw_secret_len(m))) ==
+                    NULL ||
+                (ed_child_pool[i] = strndup((const char *)kw_secret_cdata(c), kw_secret_len(c))) ==
+                    NULL) {
+                fprintf(stderr, "bench_verify: token %zu of the pools: %s\n", i, kw_errmsg(ctx));
+                return 7;
+            }
+            kw_secret_free(m);
+            kw_secret_free(c);
+        }
     }
     const row rows[] = {
         {"valid key", (const char *)kw_secret_cdata(valid), len, KW_VALID, NULL},
@@ -146,6 +203,18 @@ int main(int argc, char **argv)
          kw_secret_len(token), KW_VALID, NULL},
         {"stateless key (HMAC), 3 caveats (scopes, audience, id)",
          (const char *)kw_secret_cdata(child), kw_secret_len(child), KW_VALID, "bench"},
+        {"stateless key (Ed25519), as minted, cached", (const char *)kw_secret_cdata(ed),
+         kw_secret_len(ed), KW_VALID, NULL},
+        {"stateless key (Ed25519), 1 block (scopes, audience), cached",
+         (const char *)kw_secret_cdata(ed_child), kw_secret_len(ed_child), KW_VALID, "bench"},
+    };
+    const struct {
+        const char *name;
+        char **pool;
+        const char *audience;
+    } first_use[] = {
+        {"stateless key (Ed25519), as minted, first use", ed_pool, NULL},
+        {"stateless key (Ed25519), 1 block (scopes, audience), first use", ed_child_pool, "bench"},
     };
     floor = hmac_rate(rows[0].key, len, seconds, 1);
     printf("| in-process verification (1 thread, %ld keys) | per second | vs bare HMAC |\n", keys);
@@ -163,11 +232,26 @@ int main(int argc, char **argv)
         r = verify_rate(idx, ctx, &rows[i], seconds);
         printf("| %s | %.0f | %.2f |\n", rows[i].name, r, r / floor);
     }
+    for (size_t i = 0; i < sizeof(first_use) / sizeof(first_use[0]); i++) {
+        double r;
+        if (argc > 3 && strcmp(argv[3], first_use[i].name) != 0)
+            continue;
+        r = first_use_rate(idx, ctx, first_use[i].pool, npool, first_use[i].audience);
+        printf("| %s | %.0f | %.2f |\n", first_use[i].name, r, r / floor);
+    }
     kw_index_free(idx);
     kw_close(ctx);
     kw_secret_free(valid);
     kw_secret_free(token);
     kw_secret_free(child);
+    kw_secret_free(ed);
+    kw_secret_free(ed_child);
+    for (size_t i = 0; i < npool; i++) {
+        free(ed_pool[i]);
+        free(ed_child_pool[i]);
+    }
+    free(ed_pool);
+    free(ed_child_pool);
     kw_secret_free(pepper);
     return rm_rf(dir) == 0 ? 0 : 6;
 }

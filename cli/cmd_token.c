@@ -261,6 +261,8 @@ static void print_claims(const kw_token_info *t)
     if (strcmp(t->leaf_id, t->id) != 0)
         printf("root id       %s\n", t->id);
     printf("prefix        %s\n", t->prefix);
+    printf("format        %u (%s)\n", t->version,
+           t->version == KW_TOKEN_VERSION_ED25519 ? "Ed25519" : "HMAC-SHA-256");
     printf("signing key   %08x\n", (unsigned)t->kid);
     printf("owner         %s\n", t->owner);
     printf("scopes        ");
@@ -287,8 +289,9 @@ static void print_claims_json(const kw_token_info *t, const kw_verify_result *v)
     kw_time_format(a, t->issued_at);
     kw_time_format(b, t->eff_not_before);
     kw_time_format(e, t->eff_expires_at);
-    printf("{\"id\":\"%s\",\"root_id\":\"%s\",\"prefix\":\"%s\",\"kid\":\"%08x\",\"owner\":",
-           t->leaf_id, t->id, t->prefix, (unsigned)t->kid);
+    printf("{\"id\":\"%s\",\"root_id\":\"%s\",\"prefix\":\"%s\",\"version\":%u,\"kid\":\"%08x\","
+           "\"owner\":",
+           t->leaf_id, t->id, t->prefix, t->version, (unsigned)t->kid);
     kwc_print_json_string(t->owner);
     printf(",\"scopes\":[");
     for (size_t i = 0; i < t->neff_scopes; i++) {
