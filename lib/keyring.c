@@ -543,17 +543,22 @@ static kw_rc end_txn(kw_ctx *ctx, kw_rc rc)
     return rc;
 }
 
+/* An audit record of a keyring change: the kid, its kind (unless NULL),
+ * and for a rotation the key it follows. */
 static kw_rc audit_kid(kw_ctx *ctx, const kw_actor *actor, const char *action, uint32_t kid,
-                       uint32_t previous)
+                       const char *kind, uint32_t previous)
 {
-    char target[9], detail[64];
+    char target[9], detail[96];
+    int n;
 
     snprintf(target, sizeof(target), "%08x", (unsigned)kid);
+    n = snprintf(detail, sizeof(detail), "{\"kid\":\"%08x\"", (unsigned)kid);
+    if (kind != NULL) /* one of ours: no escaping */
+        n += snprintf(detail + n, sizeof(detail) - (size_t)n, ",\"kind\":\"%s\"", kind);
     if (strcmp(action, "signing-key.rotate") == 0)
-        snprintf(detail, sizeof(detail), "{\"kid\":\"%08x\",\"previous\":\"%08x\"}", (unsigned)kid,
-                 (unsigned)previous);
-    else
-        snprintf(detail, sizeof(detail), "{\"kid\":\"%08x\"}", (unsigned)kid);
+        n += snprintf(detail + n, sizeof(detail) - (size_t)n, ",\"previous\":\"%08x\"",
+                      (unsigned)previous);
+    snprintf(detail + n, sizeof(detail) - (size_t)n, "}");
     return kwi_audit_append(ctx, actor, action, target, "ok", detail);
 }
 
@@ -672,7 +677,7 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
     }
     if (active == NULL) { /* the first token: the first key */
         if ((rc = key_create(ctx, rows, n, KIND_HMAC, &kid)) != KW_OK ||
-            (rc = audit_kid(ctx, actor, "signing-key.create", kid, 0)) != KW_OK)
+            (rc = audit_kid(ctx, actor, "signing-key.create", kid, KIND_HMAC, 0)) != KW_OK)
             goto out;
         rows_free(rows, n);
         rows = NULL;
@@ -773,10 +778,12 @@ KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const char *kind, const kw_actor
     }
     if (rc != KW_OK)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (kind == NULL) /* a first key */
+        kind = KIND_HMAC;
     if (rc == KW_OK)
-        rc = key_create(ctx, rows, n, kind ? kind : KIND_HMAC, &kid);
+        rc = key_create(ctx, rows, n, kind, &kid);
     if (rc == KW_OK)
-        rc = audit_kid(ctx, actor, "signing-key.rotate", kid, previous);
+        rc = audit_kid(ctx, actor, "signing-key.rotate", kid, kind, previous);
     rc = end_txn(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK && kid_out != NULL)
@@ -812,7 +819,7 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
         (rc = ctx->store->ops->signing_key_state(ctx->store, kid, "retired", kw_now())) != KW_OK)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     if (rc == KW_OK)
-        rc = audit_kid(ctx, actor, "signing-key.retire", kid, 0);
+        rc = audit_kid(ctx, actor, "signing-key.retire", kid, NULL, 0);
     rc = end_txn(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK)
@@ -886,7 +893,7 @@ KW_API kw_rc kw_signing_key_add_public(kw_ctx *ctx, const kw_public_key *key, co
     }
     if (rc == KW_OK && !have &&
         (rc = key_insert(ctx, key->kid, KIND_ED25519, NULL, key->key)) == KW_OK)
-        rc = audit_kid(ctx, actor, "signing-key.import", key->kid, 0);
+        rc = audit_kid(ctx, actor, "signing-key.import", key->kid, KIND_ED25519, 0);
     rc = end_txn(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK && added != NULL)

@@ -121,6 +121,39 @@ static void test_mint_verify_attenuate(void **state)
     kw_secret_free(grand);
 }
 
+/* The keyring's changes are audited with the kind of key. */
+static void test_audited_with_kind(void **state)
+{
+    kwt_db *t = *state;
+    kw_public_key k = {.kid = 0x0a0b0c0d};
+    unsigned char sk[64], seed[32] = {3};
+    kw_audit_filter f = {.limit = 100};
+    kw_audit_record *recs;
+    kw_audit_report rep;
+    size_t n;
+    int64_t next;
+    int rotated = 0, imported = 0;
+
+    ed_key(t);
+    crypto_sign_seed_keypair(k.key, sk, seed);
+    assert_int_equal(kw_signing_key_add_public(t->ctx, &k, &kwt_actor, NULL), KW_OK);
+    assert_int_equal(kw_audit_list(t->ctx, &f, &recs, &n, &next), KW_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(recs[i].action, "signing-key.rotate") == 0) {
+            rotated++;
+            assert_non_null(strstr(recs[i].detail, "\"kind\":\"ed25519\""));
+        }
+        if (strcmp(recs[i].action, "signing-key.import") == 0) {
+            imported++;
+            assert_string_equal(recs[i].target, "0a0b0c0d");
+        }
+    }
+    assert_int_equal(rotated, 1);
+    assert_int_equal(imported, 1);
+    kw_audit_records_free(recs, n);
+    assert_int_equal(kw_audit_verify(t->ctx, &rep), KW_OK);
+}
+
 /* Text with one bit of its bytes changed, and a correct check again. */
 static char *flipped(const kw_secret *tok, size_t byte, unsigned bit, size_t *len_out)
 {
@@ -556,6 +589,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mint_verify_attenuate, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_audited_with_kind, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_tampering, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_block_removal, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_key_decides, kwt_setup, kwt_teardown),
