@@ -677,6 +677,21 @@ static void ed_sign(unsigned char sig[static SIG_LEN], const unsigned char *m, s
     sodium_memzero(sk, sizeof(sk));
 }
 
+/* A block's one-time key: its seed (given, for the test vectors, or from
+ * the CSPRNG) and its public key. */
+static void new_block_key(unsigned char seed[static TAG_LEN], unsigned char pk[static PK_LEN],
+                          const unsigned char *given)
+{
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];
+
+    if (given != NULL)
+        memcpy(seed, given, TAG_LEN);
+    else
+        randombytes_buf(seed, TAG_LEN);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    sodium_memzero(sk, sizeof(sk));
+}
+
 /* Does a proof (a key seed) open public key pk? */
 static int proof_opens(const unsigned char proof[static TAG_LEN],
                        const unsigned char pk[static PK_LEN])
@@ -894,19 +909,14 @@ kw_rc kwi_token_sign_ed25519(kw_secret **out, const unsigned char seed[static 32
                              size_t err_len)
 {
     const char *prefix = p->prefix ? p->prefix : KW_DEFAULT_PREFIX;
-    unsigned char e[TAG_LEN], pk[PK_LEN], sk[crypto_sign_SECRETKEYBYTES], sig[SIG_LEN];
+    unsigned char e[TAG_LEN], pk[PK_LEN], sig[SIG_LEN];
     unsigned char msg[MSG_MAX];
     writer w = {.n = 0};
 
     if (!claims_write(&w, KW_TOKEN_VERSION_ED25519, kid, p, id, issued_at, err, err_len))
         return KW_ERR_INVALID;
     /* the first block's key: its seed is the proof */
-    if (eph != NULL)
-        memcpy(e, eph, sizeof(e));
-    else
-        randombytes_buf(e, sizeof(e));
-    crypto_sign_seed_keypair(pk, sk, e);
-    sodium_memzero(sk, sizeof(sk));
+    new_block_key(e, pk, eph);
     put(&w, pk, PK_LEN);
     if (!w.over) {
         ed_sign(sig, msg, first_msg(msg, prefix, w.p, w.n), seed);
@@ -1068,18 +1078,13 @@ static int extend_blocks(writer *w, const writer *cv, size_t added, const unsign
                          const kwi_token_layout *lay, const unsigned char *eph)
 {
     const unsigned char *last_key = parent + lay->key_at[lay->nkeys - 1];
-    unsigned char e[TAG_LEN], pk[PK_LEN], sk[crypto_sign_SECRETKEYBYTES], sig[SIG_LEN];
+    unsigned char e[TAG_LEN], pk[PK_LEN], sig[SIG_LEN];
     unsigned char msg[MSG_MAX];
     size_t start = w->n;
 
     if (!proof_opens(parent + lay->tag_at, last_key))
         return 0; /* a child of a broken token would be just as broken */
-    if (eph != NULL)
-        memcpy(e, eph, sizeof(e));
-    else
-        randombytes_buf(e, sizeof(e));
-    crypto_sign_seed_keypair(pk, sk, e);
-    sodium_memzero(sk, sizeof(sk));
+    new_block_key(e, pk, eph);
     put_u8(w, (unsigned)added);
     put(w, cv->p, cv->n);
     put(w, pk, PK_LEN);
