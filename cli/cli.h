@@ -66,6 +66,15 @@ int kwc_fail(const kwc_global *g, kw_rc rc, const char *detail);
 
 /* Usage error: message, then the pointer to --help. Returns EXIT_USAGE. */
 int kwc_usage(const kwc_global *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Usage error for a stray argument: named only when it is short and not
+ * shaped like a key or token (a stray argument may be a secret pasted in
+ * the wrong place, and no error ever shows one). hint: NULL or why. */
+int kwc_unexpected(const kwc_global *g, const char *arg, const char *hint);
+/* An argument as an error may show it: 'arg' in quotes when it is short
+ * and not shaped like a key or token, else words that say it is not shown.
+ * buf holds at least KWC_SHOWN_MAX bytes. */
+#define KWC_SHOWN_MAX 64
+const char *kwc_shown(char *buf, const char *arg);
 
 /* getopt_long with our own messages; returns the option, -1 at the end, or
  * '?' after printing the error. */

@@ -59,7 +59,7 @@ int audit_list_main(kwc_global *g, int argc, char **argv)
         }
     }
     if (optind < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+        return kwc_unexpected(g, argv[optind], NULL);
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
     if (json)
@@ -131,7 +131,7 @@ int audit_verify_main(kwc_global *g, int argc, char **argv)
             return EXIT_USAGE;
     }
     if (optind < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+        return kwc_unexpected(g, argv[optind], NULL);
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
     rc = kw_audit_verify(ctx, &rep);

@@ -39,7 +39,7 @@ int import_seed_main(kwc_global *g, int argc, char **argv)
         }
     }
     if (optind < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+        return kwc_unexpected(g, argv[optind], NULL);
     if (from == NULL)
         return kwc_usage(g, "--from PATH is required");
     if ((ret = kwc_open(g, &ctx)) != 0)

@@ -93,7 +93,7 @@ int init_main(kwc_global *g, int argc, char **argv)
             return EXIT_USAGE;
     }
     if (optind < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+        return kwc_unexpected(g, argv[optind], NULL);
     if (kw_init() != KW_OK)
         return kwc_fail(g, KW_ERR_CRYPTO, NULL);
     if ((ret = check_fresh(g)) != 0)

@@ -243,8 +243,7 @@ int key_create_main(kwc_global *g, int argc, char **argv)
     }
     ret = EXIT_USAGE;
     if (optind < argc) {
-        kwc_usage(g, "unexpected argument '%s' (a key is never passed on the command line)",
-                  argv[optind]);
+        kwc_unexpected(g, argv[optind], "a key is never passed on the command line");
         goto out;
     }
     if ((ret = settings_meta(g, &s, NULL, &meta)) != 0)
@@ -330,7 +329,7 @@ int key_list_main(kwc_global *g, int argc, char **argv)
         }
     }
     if (optind < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+        return kwc_unexpected(g, argv[optind], NULL);
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
     do {
@@ -382,6 +381,7 @@ out:
 static int id_and_json(const kwc_global *g, int argc, char **argv, const char *helptext,
                        const char **id, int *json)
 {
+    char shown[KWC_SHOWN_MAX];
     static const struct option opts[] = {
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, OPT_HELP},
@@ -400,10 +400,10 @@ static int id_and_json(const kwc_global *g, int argc, char **argv, const char *h
     if (optind >= argc)
         return kwc_usage(g, "missing key id");
     if (optind + 1 < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind + 1]);
+        return kwc_unexpected(g, argv[optind + 1], NULL);
     *id = argv[optind];
     if (!kw_key_id_valid(*id))
-        return kwc_usage(g, "'%s' is not a key id (12 base62 chars)", *id);
+        return kwc_usage(g, "%s is not a key id (12 base62 chars)", kwc_shown(shown, *id));
     return -1;
 }
 
@@ -467,6 +467,7 @@ int key_revoke_main(kwc_global *g, int argc, char **argv)
 
 int key_update_main(kwc_global *g, int argc, char **argv)
 {
+    char shown[KWC_SHOWN_MAX];
     static const struct option opts[] = {
         {"owner", required_argument, NULL, OPT_OWNER},
         {"name", required_argument, NULL, OPT_NAME},
@@ -513,11 +514,11 @@ int key_update_main(kwc_global *g, int argc, char **argv)
     }
     id = argv[optind];
     if (optind + 1 < argc) {
-        kwc_usage(g, "unexpected argument '%s'", argv[optind + 1]);
+        kwc_unexpected(g, argv[optind + 1], NULL);
         goto out;
     }
     if (!kw_key_id_valid(id)) {
-        kwc_usage(g, "'%s' is not a key id (12 base62 chars)", id);
+        kwc_usage(g, "%s is not a key id (12 base62 chars)", kwc_shown(shown, id));
         goto out;
     }
     if (enable_seen && disable_seen) {
@@ -563,6 +564,7 @@ out:
 
 int key_rotate_main(kwc_global *g, int argc, char **argv)
 {
+    char shown[KWC_SHOWN_MAX];
     static const struct option opts[] = {
         {"grace", required_argument, NULL, OPT_GRACE},
         {"json", no_argument, NULL, OPT_JSON},
@@ -590,10 +592,10 @@ int key_rotate_main(kwc_global *g, int argc, char **argv)
     if (optind >= argc)
         return kwc_usage(g, "missing key id");
     if (optind + 1 < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind + 1]);
+        return kwc_unexpected(g, argv[optind + 1], NULL);
     id = argv[optind];
     if (!kw_key_id_valid(id))
-        return kwc_usage(g, "'%s' is not a key id (12 base62 chars)", id);
+        return kwc_usage(g, "%s is not a key id (12 base62 chars)", kwc_shown(shown, id));
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
     rc = kw_key_rotate(ctx, id, grace, kwc_actor(), &key, &rec);

@@ -83,7 +83,7 @@ int serve_main(kwc_global *g, int argc, char **argv)
         }
     }
     if (optind < argc)
-        return kwc_usage(g, "unexpected argument '%s'", argv[optind]);
+        return kwc_unexpected(g, argv[optind], NULL);
     if ((cfg.tls_cert == NULL) != (cfg.tls_key == NULL))
         return kwc_usage(g, "--tls-cert and --tls-key go together");
     if (cfg.ntrusted == 0) {

@@ -92,10 +92,9 @@ static int when_opt(const kwc_global *g, int c, const char *arg, int64_t *t)
 static int no_args(const kwc_global *g, int argc, char **argv)
 {
     if (optind < argc)
-        return kwc_usage(g,
-                         "unexpected argument '%s' (a token is never passed on the command "
-                         "line: stdin or --token-env)",
-                         argv[optind]);
+        return kwc_unexpected(g, argv[optind],
+                              "a token is never passed on the command line (stdin or "
+                              "--token-env)");
     return 0;
 }
 
@@ -397,6 +396,7 @@ out:
 
 int token_revoke_main(kwc_global *g, int argc, char **argv)
 {
+    char shown[KWC_SHOWN_MAX];
     static const struct option opts[] = {
         {"help", no_argument, NULL, OPT_HELP},
         {0},
@@ -413,7 +413,8 @@ int token_revoke_main(kwc_global *g, int argc, char **argv)
     if (optind + 1 != argc)
         return kwc_usage(g, "token revoke takes one token id");
     if (!kw_key_id_valid(argv[optind]))
-        return kwc_usage(g, "'%s' is not a token id (12 base62 characters)", argv[optind]);
+        return kwc_usage(g, "%s is not a token id (12 base62 characters)",
+                         kwc_shown(shown, argv[optind]));
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
     rc = kw_token_revoke(ctx, argv[optind], kwc_actor());
@@ -482,6 +483,7 @@ int signing_key_rotate_main(kwc_global *g, int argc, char **argv)
 
 int signing_key_retire_main(kwc_global *g, int argc, char **argv)
 {
+    char shown[KWC_SHOWN_MAX];
     kw_ctx *ctx = NULL;
     uint64_t kid;
     int ret = sk_options(g, argc, argv, NULL);
@@ -494,7 +496,8 @@ int signing_key_retire_main(kwc_global *g, int argc, char **argv)
         return kwc_usage(g, "signing-key retire takes one signing key id (8 hex digits)");
     kid = strtoull(argv[optind], &end, 16);
     if (strlen(argv[optind]) != 8 || *end != '\0')
-        return kwc_usage(g, "'%s' is not a signing key id (8 hex digits)", argv[optind]);
+        return kwc_usage(g, "%s is not a signing key id (8 hex digits)",
+                         kwc_shown(shown, argv[optind]));
     if ((ret = kwc_open(g, &ctx)) != 0)
         return ret;
     rc = kw_signing_key_retire(ctx, (uint32_t)kid, kwc_actor());
@@ -609,6 +612,15 @@ static int listed_in(const kw_public_key *set, size_t n, uint32_t kid)
     return 0;
 }
 
+/* Is kid retired in this keyring (a key set never brings it back)? */
+static int retired_here(const kw_signing_key_info *have, size_t n, uint32_t kid)
+{
+    for (size_t i = 0; i < n; i++)
+        if (have[i].kid == kid)
+            return strcmp(have[i].state, "retired") == 0;
+    return 0;
+}
+
 int signing_key_import_main(kwc_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -632,24 +644,34 @@ int signing_key_import_main(kwc_global *g, int argc, char **argv)
         sync = 1;
     }
     if (optind < argc)
-        return kwc_usage(g, "signing-key import reads the key set from stdin, not '%s'",
-                         argv[optind]);
+        return kwc_unexpected(g, argv[optind], "signing-key import reads the key set from stdin");
     if ((ret = read_stdin(g, KEY_SET_MAX, &doc, &len)) != 0)
         return ret;
     rc = kw_public_keys_parse(doc, len, &set, &n, err, sizeof(err));
     free(doc);
     if (rc != KW_OK)
         return kwc_fail(g, rc, err);
+    if (sync && n == 0) {
+        /* a retirement is final: an empty answer from a broken source must
+         * not end every key at once */
+        free(set);
+        return kwc_usage(g, "the key set lists no key: --sync would retire every imported key "
+                            "for good; retire them one by one (signing-key retire KID)");
+    }
     if ((ret = kwc_open(g, &ctx)) != 0) {
         free(set);
         return ret;
     }
-    for (size_t i = 0; i < n && rc == KW_OK; i++)
+    rc = kw_signing_key_list(ctx, &have, &nhave);
+    for (size_t i = 0; i < n && rc == KW_OK; i++) {
+        if (retired_here(have, nhave, set[i].kid)) {
+            printf("%08x is retired here: not brought back\n", (unsigned)set[i].kid);
+            continue;
+        }
         if ((rc = kw_signing_key_add_public(ctx, &set[i], kwc_actor(), &added)) == KW_OK)
             printf("%08x %s\n", (unsigned)set[i].kid, added ? "added" : "already here");
-    if (rc == KW_OK && sync)
-        rc = kw_signing_key_list(ctx, &have, &nhave);
-    for (size_t i = 0; rc == KW_OK && i < nhave; i++) {
+    }
+    for (size_t i = 0; rc == KW_OK && sync && i < nhave; i++) {
         if (!have[i].public_only || strcmp(have[i].state, "retired") == 0 ||
             listed_in(set, n, have[i].kid))
             continue;

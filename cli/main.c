@@ -125,7 +125,7 @@ static const char *env_or(const char *name, const char *def)
 int main(int argc, char **argv)
 {
     kwc_global g = {0};
-    char name[64];
+    char name[64], shown[KWC_SHOWN_MAX];
     int ret;
 
     no_core_dumps();
@@ -188,10 +188,12 @@ int main(int argc, char **argv)
             if (!want_help && argc < 3)
                 fprintf(stderr, "keyward: '%s' needs a verb\n", argv[1]);
             else if (!want_help)
-                fprintf(stderr, "keyward: '%s' has no verb '%s'\n", argv[1], argv[2]);
+                fprintf(stderr, "keyward: '%s' has no verb %s\n", argv[1],
+                        kwc_shown(shown, argv[2]));
             usage(want_help ? stdout : stderr, argv[1]);
             return want_help ? EXIT_DONE : EXIT_USAGE;
         }
-    fprintf(stderr, "keyward: unknown command '%s'\nTry 'keyward --help'.\n", argv[1]);
+    fprintf(stderr, "keyward: unknown command %s\nTry 'keyward --help'.\n",
+            kwc_shown(shown, argv[1]));
     return EXIT_USAGE;
 }

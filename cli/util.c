@@ -64,6 +64,25 @@ int kwc_usage(const kwc_global *g, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+const char *kwc_shown(char *buf, const char *arg)
+{
+    size_t len = strlen(arg);
+    kw_key_parts parts;
+
+    if (len > 24 || kw_token_shape(arg, len) || kw_key_parse(&parts, arg, len))
+        return "(an argument not shown: it may be a secret)";
+    snprintf(buf, KWC_SHOWN_MAX, "'%s'", arg);
+    return buf;
+}
+
+int kwc_unexpected(const kwc_global *g, const char *arg, const char *hint)
+{
+    char buf[KWC_SHOWN_MAX];
+
+    return kwc_usage(g, "unexpected argument %s%s%s", kwc_shown(buf, arg), hint ? "; " : "",
+                     hint ? hint : "");
+}
+
 int kwc_getopt(const kwc_global *g, int argc, char **argv, const char *shortopts,
                const struct option *longopts)
 {

@@ -255,6 +255,9 @@ int kwi_token_tag_ok(const char *token, size_t len, const unsigned char key[stat
 kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                        kw_verify_result *out);
 void kwi_keyring_free(kw_ctx *ctx);
+/* kw_signing_key_list, each key that verifies opened first: one that does
+ * not open (altered in the database) fails it, KW_ERR_PEPPER_MISMATCH. */
+kw_rc kwi_signing_key_list_checked(kw_ctx *ctx, kw_signing_key_info **out, size_t *n);
 /* A stateless key's verify result (tokens, the seed's keys; lib/keyring.c):
  * fill its record (strings copied; meta, a JSON object, taken over even on
  * failure) and set found; then decide from that record: revoked (any of

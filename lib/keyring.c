@@ -827,7 +827,10 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
     return rc;
 }
 
-KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t *n)
+/* The keyring; with `checked`, every key that verifies is opened first
+ * (its seal under this pepper, an Ed25519 key's public key its own), and
+ * one that does not open fails the list as it fails verification. */
+static kw_rc key_list(kw_ctx *ctx, int checked, kw_signing_key_info **out, size_t *n)
 {
     kwi_signing_key_row *rows;
     kw_signing_key_info *info;
@@ -836,6 +839,16 @@ KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t 
 
     if (rc != KW_OK) {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        return rc;
+    }
+    for (size_t i = 0; checked && i < count && rc == KW_OK; i++) {
+        ring_key k = {0};
+        if ((rc = ring_key_load(ctx, &rows[i], &k)) == KW_ERR_NOT_FOUND)
+            rc = KW_OK; /* a kind this version does not know: never published */
+        kw_secret_free(k.pads);
+    }
+    if (rc != KW_OK) {
+        rows_free(rows, count);
         return rc;
     }
     if ((info = calloc(count ? count : 1, sizeof(*info))) == NULL) {
@@ -856,6 +869,16 @@ KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t 
     *out = info;
     *n = count;
     return KW_OK;
+}
+
+KW_API kw_rc kw_signing_key_list(kw_ctx *ctx, kw_signing_key_info **out, size_t *n)
+{
+    return key_list(ctx, 0, out, n);
+}
+
+kw_rc kwi_signing_key_list_checked(kw_ctx *ctx, kw_signing_key_info **out, size_t *n)
+{
+    return key_list(ctx, 1, out, n);
 }
 
 KW_API kw_rc kw_signing_key_add_public(kw_ctx *ctx, const kw_public_key *key, const kw_actor *actor,

@@ -20,7 +20,7 @@ KW_API kw_rc kw_signing_keys_public_json(kw_ctx *ctx, char **out)
     size_t n;
     int first = 1;
     kwi_jw w;
-    kw_rc rc = kw_signing_key_list(ctx, &keys, &n);
+    kw_rc rc = kwi_signing_key_list_checked(ctx, &keys, &n); /* never publish a forged key */
 
     if (rc != KW_OK)
         return rc;
@@ -91,6 +91,16 @@ static const char *member(json_t *o, const char *name)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* Is the optional member `name` absent, or a string equal to a or b? */
+static int member_is(json_t *o, const char *name, const char *a, const char *b)
+{
+    const char *s;
+
+    if (json_object_get(o, name) == NULL)
+        return 1;
+    return (s = member(o, name)) != NULL && (strcmp(s, a) == 0 || (b && strcmp(s, b) == 0));
+}
+
 KW_API kw_rc kw_public_keys_parse(const char *json, size_t len, kw_public_key **out, size_t *n,
                                   char *err, size_t err_len)
 {
@@ -129,6 +139,13 @@ KW_API kw_rc kw_public_keys_parse(const char *json, size_t len, kw_public_key **
             why = "a key is not an Ed25519 key (kty \"OKP\", crv \"Ed25519\")";
         else if ((s = member(e, "x")) == NULL || !x_parse(s, v[i].key))
             why = "a key's x is not 32 bytes in base64url without padding";
+        else if (json_object_get(e, "d") != NULL)
+            why = "a key holds its private part (d): a key set publishes public keys only, and "
+                  "that key must be taken as leaked";
+        else if (!member_is(e, "use", "sig", NULL) || !member_is(e, "alg", "EdDSA", NULL))
+            why = "a key is not for signatures (use \"sig\", alg \"EdDSA\")";
+        else if (!member_is(e, "state", "active", "verify"))
+            why = "a key's state is not one that verifies (active, verify)";
         for (size_t j = 0; why == NULL && j < i; j++)
             if (v[j].kid == v[i].kid)
                 why = "a kid is listed twice";

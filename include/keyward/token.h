@@ -197,7 +197,9 @@ KW_API kw_rc kw_signing_keys_public_json(kw_ctx *ctx, char **out) KW_WARN_UNUSED
 /**
  * Read such a document: every entry's kid (8 hex digits) and x (the
  * 32-byte key, base64url without padding); kty must be "OKP" and crv
- * "Ed25519"; other members are ignored. At most 256 keys, no kid twice.
+ * "Ed25519"; use, alg and state, when present, "sig", "EdDSA" and
+ * "active" or "verify"; an entry with a private part ("d") is refused;
+ * other members are ignored. At most 256 keys, no kid twice.
  * @param out receives *n keys (free with free()).
  * @param err optional: why it was refused.
  * @return KW_OK, KW_ERR_INVALID, KW_ERR_TOO_LARGE, KW_ERR_NOMEM.

@@ -415,7 +415,7 @@ static void test_public_key_swapped(void **state)
     kwt_db *a = *state, b;
     kw_secret *tok;
     kw_verify_result r;
-    char sql[200];
+    char sql[300], *doc = NULL;
     unsigned char pk[32], sk[64], seed[32] = {7};
 
     kwt_db_open(&b);
@@ -438,7 +438,21 @@ static void test_public_key_swapped(void **state)
                          KW_ERR_PEPPER_MISMATCH);
         assert_int_not_equal(r.code, KW_VALID);
         kw_verify_result_clear(&r);
+        /* and never published, so no verifier imports it */
+        assert_int_equal(kw_signing_keys_public_json(t->ctx, &doc), KW_ERR_PEPPER_MISMATCH);
     }
+    /* a key written in by hand, with no seal of this pepper: the same */
+    sql_exec(&b, "DELETE FROM signing_keys");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO signing_keys (kid, kind, state, created_at, sealed, public_key) VALUES "
+             "(287454020, 'ed25519', 'verify', 1, zeroblob(40), x'");
+    for (int i = 0; i < 32; i++)
+        snprintf(sql + strlen(sql), 3, "%02x", pk[i]);
+    snprintf(sql + strlen(sql), 3, "')");
+    sql_exec(&b, sql);
+    kw_close(b.ctx);
+    assert_int_equal(kw_open(&b.ctx, b.url, b.pepper, &(kw_open_opts){0}), KW_OK);
+    assert_int_equal(kw_signing_keys_public_json(b.ctx, &doc), KW_ERR_PEPPER_MISMATCH);
     kw_secret_free(tok);
     kwt_db_close(&b);
 }
