@@ -54,6 +54,15 @@ int signing_key_retire_main(kwc_global *g, int argc, char **argv);
 int signing_key_list_main(kwc_global *g, int argc, char **argv);
 int signing_key_public_main(kwc_global *g, int argc, char **argv);
 int signing_key_import_main(kwc_global *g, int argc, char **argv);
+int master_key_init_main(kwc_global *g, int argc, char **argv);
+int secret_put_main(kwc_global *g, int argc, char **argv);
+int secret_get_main(kwc_global *g, int argc, char **argv);
+int secret_list_main(kwc_global *g, int argc, char **argv);
+int secret_history_main(kwc_global *g, int argc, char **argv);
+int secret_rm_main(kwc_global *g, int argc, char **argv);
+int secret_undelete_main(kwc_global *g, int argc, char **argv);
+int secret_destroy_main(kwc_global *g, int argc, char **argv);
+int run_main(kwc_global *g, int argc, char **argv);
 
 /* The actor of every change made from the command line. */
 const kw_actor *kwc_actor(void);

@@ -30,6 +30,15 @@ static const kwc_command commands[] = {
     {"signing-key", "list", signing_key_list_main, "list the token signing keys"},
     {"signing-key", "public", signing_key_public_main, "print the Ed25519 public keys (JSON)"},
     {"signing-key", "import", signing_key_import_main, "verify with another keyring's public keys"},
+    {"master-key", "init", master_key_init_main, "make the secrets' master key file (<db>.master)"},
+    {"secret", "put", secret_put_main, "write a secret's next version (value on stdin)"},
+    {"secret", "get", secret_get_main, "print a secret's value"},
+    {"secret", "list", secret_list_main, "list secrets under a prefix (never a value)"},
+    {"secret", "history", secret_history_main, "list a secret's versions"},
+    {"secret", "rm", secret_rm_main, "delete a secret (undelete brings it back)"},
+    {"secret", "undelete", secret_undelete_main, "bring a deleted secret back"},
+    {"secret", "destroy", secret_destroy_main, "erase one version of a secret for good"},
+    {"run", NULL, run_main, "run a command with secrets in its environment"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

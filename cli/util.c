@@ -35,6 +35,7 @@ int kwc_exit_for(kw_rc rc)
     case KW_ERR_NO_DATABASE:
     case KW_ERR_PEPPER:
     case KW_ERR_PEPPER_MISMATCH:
+    case KW_ERR_MASTER_KEY:
     case KW_ERR_SCHEMA: return EXIT_CONFIG;
     case KW_ERR_STORAGE:
     case KW_ERR_READONLY:

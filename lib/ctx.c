@@ -135,6 +135,7 @@ KW_API void kw_close(kw_ctx *ctx)
     kw_secret_free(ctx->audit_pads);
     kwi_keyring_free(ctx);
     kwi_seed_free(ctx);
+    kwi_secrets_free(ctx);
     free(ctx);
 }
 

@@ -33,6 +33,8 @@ struct kw_ctx {
     uint64_t revoked_gen;           /* the process's revocation generation then */
     struct kwi_seed *seed;          /* the seed system's secrets (lib/seed.c), or NULL */
     unsigned char (*sig_cache)[32]; /* format 2 tokens found good, by hash (lib/keyring.c) */
+    kw_secret *master;              /* the secrets' master key (lib/secrets.c), or NULL */
+    uint64_t master_id;             /* its id */
     char errmsg[KWI_ERRMSG_MAX];
 };
 
@@ -277,6 +279,28 @@ int kwi_seed_shape(const kw_ctx *ctx, const char *key, size_t len);
 kw_rc kwi_seed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                       kw_verify_result *out);
 void kwi_seed_free(kw_ctx *ctx);
+/* Forget ctx's master key (lib/secrets.c). */
+void kwi_secrets_free(kw_ctx *ctx);
+
+/* Environment files and secret references (lib/envfile.c, `keyward run`). */
+#define KWI_ENV_NAME_MAX 128
+#define KWI_ENV_VARS_MAX 4096
+typedef struct kwi_env_var {
+    char name[KWI_ENV_NAME_MAX + 1];
+    char *value; /* wiped by kwi_env_free: it may be a secret */
+} kwi_env_var;
+/* Is s[0..len) a variable name: letters, digits, '_', not a digit first? */
+int kwi_env_name_valid(const char *s, size_t len);
+/* Read NAME=VALUE lines (blank lines and # comments skipped, "export "
+ * allowed, values unquoted, '...' or "..."): 0, or -1 with err saying
+ * which line and why (never a value). */
+int kwi_env_parse(const char *text, size_t len, kwi_env_var **out, size_t *n, char *err,
+                  size_t err_len);
+void kwi_env_free(kwi_env_var *v, size_t n);
+/* Is value a secret reference, kw://path[#version]? 1 (path and version,
+ * 0 for the current one, filled), 0 (not a reference), -1 (kw:// but not
+ * a valid path or version). */
+int kwi_secret_ref(const char *value, char path[static KW_SECRET_PATH_MAX + 1], int64_t *version);
 
 /* Is s well-formed UTF-8 (no overlong forms, surrogates, or code points
  * beyond U+10FFFF)? */

@@ -23,6 +23,7 @@ static const char *const rc_text[] = {
     [KW_ERR_TAMPERED] = "audit chain is broken",
     [KW_ERR_CRYPTO] = "crypto library failed to initialise",
     [KW_ERR_TOO_LARGE] = "input too large",
+    [KW_ERR_MASTER_KEY] = "master key missing, malformed, or not the one the secrets use",
 };
 
 KW_API const char *kw_strerror(kw_rc rc)

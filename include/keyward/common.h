@@ -39,6 +39,7 @@ typedef enum kw_rc {
     KW_ERR_TAMPERED = 12,       /**< audit chain verification failed */
     KW_ERR_CRYPTO = 13,         /**< the crypto library failed to initialise */
     KW_ERR_TOO_LARGE = 14,      /**< input exceeds a documented cap */
+    KW_ERR_MASTER_KEY = 15,     /**< master key missing, malformed, or not this database's */
 } kw_rc;
 
 /**

@@ -16,5 +16,6 @@
 #include <keyward/index.h>
 #include <keyward/usage.h>
 #include <keyward/token.h>
+#include <keyward/secrets.h>
 
 #endif

@@ -141,6 +141,22 @@ static const char *const migrations[] = {
     " SELECT id, revoked_at FROM token_revocations ORDER BY revoked_at, id;"
     "DROP TABLE token_revocations;"
     "ALTER TABLE token_revocations_v5 RENAME TO token_revocations;",
+    /* 6: secrets (docs/secrets.md): a head per secret, a row per version */
+    "CREATE TABLE secrets ("
+    " path TEXT PRIMARY KEY NOT NULL,"
+    " current INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " deleted_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE secret_versions ("
+    " path TEXT NOT NULL,"
+    " version INTEGER NOT NULL CHECK (version > 0),"
+    " created_at INTEGER NOT NULL,"
+    " destroyed_at INTEGER NOT NULL DEFAULT 0,"
+    " master_id INTEGER NOT NULL,"
+    " wrapped BLOB,"
+    " sealed BLOB,"
+    " PRIMARY KEY (path, version)) WITHOUT ROWID;",
 };
 
 #define KEY_PARAMS                                                                                 \
@@ -181,6 +197,14 @@ enum {
     ST_SK_STATE,
     ST_TOKEN_REVOKE,
     ST_TOKEN_REVOKED,
+    ST_SECRET_HEAD,
+    ST_SECRET_HEAD_PUT,
+    ST_SECRET_LIST,
+    ST_SECRET_VERSION_PUT,
+    ST_SECRET_VERSION_GET,
+    ST_SECRET_VERSIONS,
+    ST_SECRET_DESTROY,
+    ST_SECRET_PRUNE,
     ST_COUNT
 };
 
@@ -240,6 +264,23 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SK_STATE] = "UPDATE signing_keys SET state = ?2, retired_at = "
                     "CASE WHEN ?2 = 'retired' THEN ?3 ELSE retired_at END WHERE kid = ?1",
     [ST_TOKEN_REVOKE] = "INSERT INTO token_revocations (id, revoked_at) VALUES (?1, ?2)",
+    [ST_SECRET_HEAD] = "SELECT path, current, created_at, updated_at, deleted_at FROM secrets "
+                       "WHERE path = ?1",
+    [ST_SECRET_HEAD_PUT] = "INSERT OR REPLACE INTO secrets (path, current, created_at, updated_at, "
+                           "deleted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_SECRET_LIST] = "SELECT path, current, created_at, updated_at, deleted_at FROM secrets "
+                       "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY path",
+    [ST_SECRET_VERSION_PUT] = "INSERT INTO secret_versions (path, version, created_at, "
+                              "destroyed_at, master_id, wrapped, sealed) "
+                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_SECRET_VERSION_GET] =
+        "SELECT version, created_at, destroyed_at, master_id, wrapped, sealed "
+        "FROM secret_versions WHERE path = ?1 AND version = ?2",
+    [ST_SECRET_VERSIONS] = "SELECT version, created_at, destroyed_at, master_id FROM "
+                           "secret_versions WHERE path = ?1 ORDER BY version DESC",
+    [ST_SECRET_DESTROY] = "UPDATE secret_versions SET destroyed_at = ?3, wrapped = NULL, "
+                          "sealed = NULL WHERE path = ?1 AND version = ?2 AND destroyed_at = 0",
+    [ST_SECRET_PRUNE] = "DELETE FROM secret_versions WHERE path = ?1 AND version < ?2",
     [ST_TOKEN_REVOKED] = "SELECT rowid, id FROM token_revocations WHERE rowid > ?1 ORDER BY rowid",
 };
 
@@ -1017,6 +1058,213 @@ static kw_rc sq_token_revoked(kw_store *base, int64_t after, char (**out)[KW_ID_
     return KW_OK;
 }
 
+/* ---- secrets ------------------------------------------------------------------- */
+
+static void head_of(sqlite3_stmt *st, kwi_secret_head *h)
+{
+    memset(h, 0, sizeof(*h));
+    col_into(st, 0, h->path, sizeof(h->path));
+    h->current = sqlite3_column_int64(st, 1);
+    h->created_at = sqlite3_column_int64(st, 2);
+    h->updated_at = sqlite3_column_int64(st, 3);
+    h->deleted_at = sqlite3_column_int64(st, 4);
+}
+
+static kw_rc sq_secret_head(kw_store *base, const char *path, kwi_secret_head *out)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_HEAD];
+    int rc;
+
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        head_of(st, out);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_ROW)
+        return KW_OK;
+    if (rc == SQLITE_DONE) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg), "no secret at %s", path);
+        return KW_ERR_NOT_FOUND;
+    }
+    return map_err(s, rc);
+}
+
+static kw_rc sq_secret_head_put(kw_store *base, const kwi_secret_head *h)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_HEAD_PUT];
+
+    sqlite3_bind_text(st, 1, h->path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, h->current);
+    sqlite3_bind_int64(st, 3, h->created_at);
+    sqlite3_bind_int64(st, 4, h->updated_at);
+    sqlite3_bind_int64(st, 5, h->deleted_at);
+    return exec_stmt(s, st);
+}
+
+static kw_rc sq_secret_list(kw_store *base, const char *prefix, kwi_secret_head **out, size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_LIST];
+    kwi_secret_head *v = NULL, *grown;
+    size_t count = 0, cap = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            if ((grown = realloc(v, cap * sizeof(*v))) == NULL) {
+                ret = KW_ERR_NOMEM;
+                break;
+            }
+            v = grown;
+        }
+        head_of(st, &v[count++]);
+    }
+    if (ret == KW_OK && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != KW_OK) {
+        free(v);
+        return ret;
+    }
+    *out = v;
+    *n = count;
+    return KW_OK;
+}
+
+static kw_rc sq_secret_version_put(kw_store *base, const char *path, const kwi_secret_version *v)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_VERSION_PUT];
+
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v->version);
+    sqlite3_bind_int64(st, 3, v->created_at);
+    sqlite3_bind_int64(st, 4, v->destroyed_at);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)v->master_id);
+    sqlite3_bind_blob(st, 6, v->wrapped, (int)v->wrapped_len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 7, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
+    return exec_stmt(s, st);
+}
+
+static void version_of(sqlite3_stmt *st, kwi_secret_version *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->version = sqlite3_column_int64(st, 0);
+    v->created_at = sqlite3_column_int64(st, 1);
+    v->destroyed_at = sqlite3_column_int64(st, 2);
+    v->master_id = (uint64_t)sqlite3_column_int64(st, 3);
+}
+
+static kw_rc sq_secret_version_get(kw_store *base, const char *path, int64_t version,
+                                   kwi_secret_version *out)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_VERSION_GET];
+    kw_rc ret = KW_OK;
+    int rc;
+
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int wl = sqlite3_column_bytes(st, 4), sl = sqlite3_column_bytes(st, 5);
+        version_of(st, out);
+        if (wl < 0 || (size_t)wl > sizeof(out->wrapped) || sl < 0) {
+            snprintf(s->base.errmsg, sizeof(s->base.errmsg), "secret %s: damaged row", path);
+            ret = KW_ERR_STORAGE;
+        } else {
+            if (wl > 0)
+                memcpy(out->wrapped, sqlite3_column_blob(st, 4), (size_t)wl);
+            out->wrapped_len = (size_t)wl;
+            if (sl > 0 && (out->sealed = malloc((size_t)sl)) == NULL)
+                ret = KW_ERR_NOMEM;
+            else if (sl > 0)
+                memcpy(out->sealed, sqlite3_column_blob(st, 5), (size_t)sl);
+            out->sealed_len = (size_t)sl;
+        }
+    } else if (rc == SQLITE_DONE) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg), "no version %lld of %s",
+                 (long long)version, path);
+        ret = KW_ERR_NOT_FOUND;
+    } else {
+        ret = map_err(s, rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+static kw_rc sq_secret_versions(kw_store *base, const char *path, kwi_secret_version **out,
+                                size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_VERSIONS];
+    kwi_secret_version *v = NULL, *grown;
+    size_t count = 0, cap = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            if ((grown = realloc(v, cap * sizeof(*v))) == NULL) {
+                ret = KW_ERR_NOMEM;
+                break;
+            }
+            v = grown;
+        }
+        version_of(st, &v[count++]);
+    }
+    if (ret == KW_OK && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (ret != KW_OK) {
+        free(v);
+        return ret;
+    }
+    *out = v;
+    *n = count;
+    return KW_OK;
+}
+
+static kw_rc sq_secret_version_destroy(kw_store *base, const char *path, int64_t version,
+                                       int64_t at)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_DESTROY];
+    kw_rc rc;
+
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    sqlite3_bind_int64(st, 3, at);
+    rc = exec_stmt(s, st);
+    if (rc == KW_OK && sqlite3_changes(s->db) == 0) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg),
+                 "no version %lld of %s, or it is destroyed already", (long long)version, path);
+        rc = KW_ERR_NOT_FOUND;
+    }
+    return rc;
+}
+
+static kw_rc sq_secret_prune(kw_store *base, const char *path, int64_t below)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_PRUNE];
+
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, below);
+    return exec_stmt(s, st);
+}
+
 static kw_rc sq_reopen(kw_store *base, kw_store **out)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -1136,6 +1384,14 @@ static const kw_store_ops sqlite_ops = {
     .signing_key_state = sq_signing_key_state,
     .token_revoke = sq_token_revoke,
     .token_revoked = sq_token_revoked,
+    .secret_head = sq_secret_head,
+    .secret_head_put = sq_secret_head_put,
+    .secret_list = sq_secret_list,
+    .secret_version_put = sq_secret_version_put,
+    .secret_version_get = sq_secret_version_get,
+    .secret_versions = sq_secret_versions,
+    .secret_version_destroy = sq_secret_version_destroy,
+    .secret_prune = sq_secret_prune,
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
 };

@@ -18,7 +18,7 @@
 #include <keyward/audit.h>
 #include <keyward/record.h>
 
-#define KWI_SCHEMA_VERSION 5
+#define KWI_SCHEMA_VERSION 6
 
 /* A record plus what only storage and verification see. */
 typedef struct kw_key_row {
@@ -61,6 +61,28 @@ typedef struct kwi_signing_key_row {
     unsigned char public_key[32]; /* ed25519 */
     int has_public_key;
 } kwi_signing_key_row;
+
+/* The secrets store (lib/secrets.c): a head row per secret and a row per
+ * version; a value is only ever there sealed under its data key, and the
+ * data key only wrapped under the master key. */
+#define KWI_SECRET_PATH_MAX 256
+#define KWI_WRAPPED_LEN 72 /* nonce 24, key 32, tag 16 */
+typedef struct kwi_secret_head {
+    char path[KWI_SECRET_PATH_MAX + 1];
+    int64_t current; /* the latest version written */
+    int64_t created_at, updated_at;
+    int64_t deleted_at; /* 0 unless soft-deleted */
+} kwi_secret_head;
+
+typedef struct kwi_secret_version {
+    int64_t version, created_at;
+    int64_t destroyed_at; /* 0 unless destroyed (then no blobs) */
+    uint64_t master_id;   /* which master key wrapped the data key */
+    unsigned char wrapped[KWI_WRAPPED_LEN];
+    size_t wrapped_len;
+    unsigned char *sealed; /* malloc'd by secret_version_get; NULL in lists */
+    size_t sealed_len;
+} kwi_secret_version;
 
 typedef struct kw_store kw_store;
 
@@ -138,6 +160,20 @@ typedef struct kw_store_ops {
      * they were revoked; *last receives the last one's number (or after). */
     kw_rc (*token_revoked)(kw_store *s, int64_t after, char (**out)[KW_ID_LEN + 1], size_t *n,
                            int64_t *last);
+
+    /* Secrets: a head (KW_ERR_NOT_FOUND), written whole; the heads under a
+     * path prefix, in path order; a version written, read (its sealed blob
+     * malloc'd; KW_ERR_NOT_FOUND), listed newest first (no blobs),
+     * destroyed (blobs dropped), and the versions below `below` deleted. */
+    kw_rc (*secret_head)(kw_store *s, const char *path, kwi_secret_head *out);
+    kw_rc (*secret_head_put)(kw_store *s, const kwi_secret_head *h);
+    kw_rc (*secret_list)(kw_store *s, const char *prefix, kwi_secret_head **out, size_t *n);
+    kw_rc (*secret_version_put)(kw_store *s, const char *path, const kwi_secret_version *v);
+    kw_rc (*secret_version_get)(kw_store *s, const char *path, int64_t version,
+                                kwi_secret_version *out);
+    kw_rc (*secret_versions)(kw_store *s, const char *path, kwi_secret_version **out, size_t *n);
+    kw_rc (*secret_version_destroy)(kw_store *s, const char *path, int64_t version, int64_t at);
+    kw_rc (*secret_prune)(kw_store *s, const char *path, int64_t below);
 
     kw_rc (*audit_append)(kw_store *s, const kw_audit_row *row);
     kw_rc (*audit_list)(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, size_t *n);

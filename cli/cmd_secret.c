@@ -1,0 +1,635 @@
+/* keyward secret put|get|list|history|rm|undelete|destroy, keyward
+ * master-key init, and keyward run (secrets: docs/secrets.md). A value is
+ * never read from or written to argv. */
+#define _GNU_SOURCE /* execvpe */
+#include "cli.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/internal.h" /* the env-file reader and secret references */
+
+#define ENV_FILE_MAX (1 << 20)
+
+extern char **environ;
+
+enum {
+    OPT_JSON = 256,
+    OPT_FILE,
+    OPT_CAS,
+    OPT_VERSION,
+    OPT_DELETED,
+    OPT_PREFIX,
+    OPT_ENV_FILE,
+    OPT_HELP = 'h',
+};
+
+static const char secret_help[] =
+    "usage: keyward secret put PATH [--file F] [--cas N]    (the value on stdin)\n"
+    "       keyward secret get PATH [--version N]\n"
+    "       keyward secret list [PREFIX] [--deleted] [--json]\n"
+    "       keyward secret history PATH [--json]\n"
+    "       keyward secret rm PATH | undelete PATH\n"
+    "       keyward secret destroy PATH --version N\n\n"
+    "Secrets are sealed in the database under the master key (KEYWARD_MASTER_KEY,\n"
+    "KEYWARD_MASTER_KEY_CMD, or <db>.master: 'keyward master-key init'). A value\n"
+    "is read from stdin (one trailing newline dropped) or --file, never argv.\n"
+    "put --cas N writes only if N is the current version (0: only a new secret).\n"
+    "rm hides a secret until undelete or the next put; destroy erases a version.\n";
+
+static const char run_help[] =
+    "usage: keyward run [--prefix PATH]... [--env-file FILE]... -- COMMAND [ARGS...]\n\n"
+    "Starts COMMAND (in this process: same pid, its exit status) with secrets in\n"
+    "its environment: every variable whose value is a reference kw://PATH or\n"
+    "kw://PATH#VERSION (in the environment or an env file) gets the secret's\n"
+    "value, and with --prefix every secret under PATH becomes a variable named\n"
+    "after the rest of its path (app/db_password under app: DB_PASSWORD). Env\n"
+    "files (NAME=VALUE lines) are read in order after the environment; the\n"
+    "prefixes last. A missing secret stops it: COMMAND is not started.\n";
+
+static int help(const char *text)
+{
+    fputs(text, stdout);
+    return EXIT_DONE;
+}
+
+/* kwc_open, then the master key (environment, command, or <db>.master). */
+static int open_secrets(kwc_global *g, kw_ctx **ctx)
+{
+    kw_secret *master = NULL;
+    char why[200] = "", *file;
+    int ret = kwc_open(g, ctx);
+    kw_rc rc;
+
+    if (ret != 0)
+        return ret;
+    file = kw_master_key_default_path(g->db_url);
+    rc = kw_master_key_load(&master, file, why, sizeof(why));
+    if (rc == KW_OK)
+        rc = kw_secrets_master(*ctx, master);
+    kw_secret_free(master);
+    if (rc != KW_OK) {
+        ret = kwc_fail(g, rc, why[0] ? why : kw_errmsg(*ctx));
+        kw_close(*ctx);
+        *ctx = NULL;
+    }
+    free(file);
+    return ret;
+}
+
+/* The one PATH argument of a command, checked. */
+static int path_arg(const kwc_global *g, int argc, char **argv, const char **path)
+{
+    char shown[KWC_SHOWN_MAX];
+
+    if (optind >= argc)
+        return kwc_usage(g, "missing the secret's path");
+    if (optind + 1 < argc)
+        return kwc_unexpected(g, argv[optind + 1], "a value is read from stdin or --file");
+    if (!kw_secret_path_valid(argv[optind]))
+        return kwc_usage(g,
+                         "%s is not a secret path (segments of A-Z a-z 0-9 _ . - separated by "
+                         "'/', at most 256 characters)",
+                         kwc_shown(shown, argv[optind]));
+    *path = argv[optind];
+    return 0;
+}
+
+static int version_opt(const kwc_global *g, const char *opt, const char *arg, int64_t min,
+                       int64_t *v)
+{
+    uint64_t u;
+
+    if (kwc_parse_u64(arg, INT64_MAX, &u) != 0 || (int64_t)u < min)
+        return kwc_usage(g, "%s takes a version number%s", opt, min > 0 ? " (1 or more)" : "");
+    *v = (int64_t)u;
+    return 0;
+}
+
+int master_key_init_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, OPT_HELP}, {0}};
+    kw_secret *key = NULL;
+    char *file;
+    int c;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP) {
+            printf("usage: keyward master-key init\n\nWrites a new random master key for the "
+                   "database's secrets to <db>.master (mode 0600).\nKeep it apart from the "
+                   "database and its backups.\n");
+            return EXIT_DONE;
+        }
+        return EXIT_USAGE;
+    }
+    if (optind < argc)
+        return kwc_unexpected(g, argv[optind], NULL);
+    if ((rc = kw_init()) != KW_OK)
+        return kwc_fail(g, rc, NULL);
+    if ((file = kw_master_key_default_path(g->db_url)) == NULL)
+        return kwc_fail(g, KW_ERR_NOMEM, NULL);
+    rc = kw_pepper_create(&key, file); /* the same form: 32 random bytes as hex, mode 0600 */
+    if (rc == KW_OK)
+        printf("master key written to %s (mode 0600)\n", file);
+    else
+        fprintf(stderr, "%s: %s: %s\n", g->name, file,
+                rc == KW_ERR_CONFLICT ? "exists already (never overwritten)" : kw_strerror(rc));
+    kw_secret_free(key);
+    free(file);
+    return rc == KW_OK ? EXIT_DONE : kwc_exit_for(rc);
+}
+
+int secret_put_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, OPT_FILE},
+        {"cas", required_argument, NULL, OPT_CAS},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    const char *path, *file = NULL;
+    kw_secret *value = NULL;
+    kw_ctx *ctx = NULL;
+    int64_t cas = -1, version;
+    int c, ret, fd;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(secret_help);
+        if (c == OPT_FILE)
+            file = optarg;
+        else if (c == OPT_CAS) {
+            if ((ret = version_opt(g, "--cas", optarg, 0, &cas)) != 0)
+                return ret;
+        } else
+            return EXIT_USAGE;
+    }
+    if ((ret = path_arg(g, argc, argv, &path)) != 0)
+        return ret;
+    fd = file != NULL ? open(file, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+    if (fd < 0)
+        return kwc_fail(g, KW_ERR_IO, "--file cannot be opened");
+    rc = kw_secret_read_fd(&value, fd, KW_SECRET_VALUE_MAX);
+    if (file != NULL)
+        close(fd);
+    if (rc == KW_OK && kw_secret_len(value) == 0) {
+        kw_secret_free(value);
+        return kwc_usage(g, "no value on %s", file ? "--file" : "stdin");
+    }
+    if (rc != KW_OK)
+        return kwc_fail(g, rc, rc == KW_ERR_TOO_LARGE ? "a value is at most 65535 bytes" : NULL);
+    if ((ret = open_secrets(g, &ctx)) != 0) {
+        kw_secret_free(value);
+        return ret;
+    }
+    rc = kw_secrets_put(ctx, path, value, cas, kwc_actor(), &version);
+    kw_secret_free(value);
+    if (rc == KW_OK)
+        printf("%s: version %lld\n", path, (long long)version);
+    ret = rc == KW_OK ? EXIT_DONE : kwc_fail(g, rc, kw_errmsg(ctx));
+    kw_close(ctx);
+    return ret;
+}
+
+int secret_get_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"version", required_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    const char *path;
+    kw_secret *value = NULL;
+    kw_ctx *ctx = NULL;
+    int64_t version = 0;
+    int c, ret;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(secret_help);
+        if (c != OPT_VERSION)
+            return EXIT_USAGE;
+        if ((ret = version_opt(g, "--version", optarg, 1, &version)) != 0)
+            return ret;
+    }
+    if ((ret = path_arg(g, argc, argv, &path)) != 0 || (ret = open_secrets(g, &ctx)) != 0)
+        return ret;
+    rc = kw_secrets_get(ctx, path, version, kwc_actor(), &value, NULL);
+    if (rc == KW_OK) {
+        fwrite(kw_secret_cdata(value), 1, kw_secret_len(value), stdout);
+        if (isatty(STDOUT_FILENO))
+            fputc('\n', stdout);
+        fflush(stdout);
+    }
+    ret = rc == KW_OK ? EXIT_DONE : kwc_fail(g, rc, kw_errmsg(ctx));
+    kw_secret_free(value);
+    kw_close(ctx);
+    return ret;
+}
+
+int secret_list_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"deleted", no_argument, NULL, OPT_DELETED},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    kw_secret_info *v = NULL;
+    kw_ctx *ctx = NULL;
+    const char *prefix = "";
+    size_t n = 0;
+    int c, ret, json = 0, deleted = 0;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(secret_help);
+        if (c == OPT_JSON)
+            json = 1;
+        else if (c == OPT_DELETED)
+            deleted = 1;
+        else
+            return EXIT_USAGE;
+    }
+    if (optind < argc)
+        prefix = argv[optind++];
+    if (optind < argc)
+        return kwc_unexpected(g, argv[optind], NULL);
+    if ((ret = kwc_open(g, &ctx)) != 0) /* no value is read: no master key needed */
+        return ret;
+    if ((rc = kw_secrets_list(ctx, prefix, deleted, &v, &n)) != KW_OK) {
+        ret = kwc_fail(g, rc, kw_errmsg(ctx));
+        kw_close(ctx);
+        return ret;
+    }
+    if (json)
+        printf("[");
+    else if (n > 0)
+        printf("%-40s  %7s  %-20s  %s\n", "PATH", "VERSION", "UPDATED", "DELETED");
+    for (size_t i = 0; i < n; i++) {
+        char up[32], del[32];
+        kwc_time_cell(up, v[i].updated_at);
+        kwc_time_cell(del, v[i].deleted_at);
+        if (json) {
+            printf("%s{\"path\":", i ? "," : "");
+            kwc_print_json_string(v[i].path);
+            printf(",\"version\":%lld,\"updated_at\":\"%s\",\"deleted\":%s}",
+                   (long long)v[i].version, up, v[i].deleted_at ? "true" : "false");
+        } else {
+            printf("%-40s  %7lld  %-20s  %s\n", v[i].path, (long long)v[i].version, up, del);
+        }
+    }
+    if (json)
+        printf("]\n");
+    free(v);
+    kw_close(ctx);
+    return EXIT_DONE;
+}
+
+int secret_history_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    kw_secret_version_info *v = NULL;
+    kw_ctx *ctx = NULL;
+    const char *path;
+    size_t n = 0;
+    int c, ret, json = 0;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(secret_help);
+        if (c != OPT_JSON)
+            return EXIT_USAGE;
+        json = 1;
+    }
+    if ((ret = path_arg(g, argc, argv, &path)) != 0 || (ret = kwc_open(g, &ctx)) != 0)
+        return ret;
+    if ((rc = kw_secrets_history(ctx, path, &v, &n)) != KW_OK) {
+        ret = kwc_fail(g, rc, kw_errmsg(ctx));
+        kw_close(ctx);
+        return ret;
+    }
+    printf(json ? "[" : "%7s  %-20s  %s\n", "VERSION", "CREATED", "DESTROYED");
+    for (size_t i = 0; i < n; i++) {
+        char made[32], gone[32];
+        kwc_time_cell(made, v[i].created_at);
+        kwc_time_cell(gone, v[i].destroyed_at);
+        if (json)
+            printf("%s{\"version\":%lld,\"created_at\":\"%s\",\"destroyed\":%s}", i ? "," : "",
+                   (long long)v[i].version, made, v[i].destroyed_at ? "true" : "false");
+        else
+            printf("%7lld  %-20s  %s\n", (long long)v[i].version, made, gone);
+    }
+    if (json)
+        printf("]\n");
+    free(v);
+    kw_close(ctx);
+    return EXIT_DONE;
+}
+
+/* rm, undelete, destroy: one path, one change. */
+static int change_main(kwc_global *g, int argc, char **argv, int which)
+{
+    static const struct option opts[] = {
+        {"version", required_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    static const char *const done[] = {"deleted (undelete brings it back)", "brought back",
+                                       "destroyed"};
+    const char *path;
+    kw_ctx *ctx = NULL;
+    int64_t version = 0;
+    int c, ret;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(secret_help);
+        if (c != OPT_VERSION || which != 2)
+            return c == OPT_VERSION ? kwc_usage(g, "--version is for destroy") : EXIT_USAGE;
+        if ((ret = version_opt(g, "--version", optarg, 1, &version)) != 0)
+            return ret;
+    }
+    if ((ret = path_arg(g, argc, argv, &path)) != 0)
+        return ret;
+    if (which == 2 && version == 0)
+        return kwc_usage(g, "destroy takes --version N: versions are destroyed one by one");
+    if ((ret = kwc_open(g, &ctx)) != 0)
+        return ret;
+    rc = which == 0   ? kw_secrets_delete(ctx, path, kwc_actor())
+         : which == 1 ? kw_secrets_undelete(ctx, path, kwc_actor())
+                      : kw_secrets_destroy(ctx, path, version, kwc_actor());
+    if (rc == KW_OK && which == 2)
+        printf("%s: version %lld %s\n", path, (long long)version, done[which]);
+    else if (rc == KW_OK)
+        printf("%s: %s\n", path, done[which]);
+    ret = rc == KW_OK ? EXIT_DONE : kwc_fail(g, rc, kw_errmsg(ctx));
+    kw_close(ctx);
+    return ret;
+}
+
+int secret_rm_main(kwc_global *g, int argc, char **argv)
+{
+    return change_main(g, argc, argv, 0);
+}
+
+int secret_undelete_main(kwc_global *g, int argc, char **argv)
+{
+    return change_main(g, argc, argv, 1);
+}
+
+int secret_destroy_main(kwc_global *g, int argc, char **argv)
+{
+    return change_main(g, argc, argv, 2);
+}
+
+/* ---- keyward run ------------------------------------------------------------- */
+
+/* The child's environment, built up: "NAME=VALUE" strings (wiped at the
+ * end unless exec takes them). */
+typedef struct env_list {
+    char **v;
+    size_t n, cap;
+} env_list;
+
+static void env_list_free(env_list *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        sodium_memzero(e->v[i], strlen(e->v[i]));
+        free(e->v[i]);
+    }
+    free(e->v);
+}
+
+/* Set name to value (replacing it if set). */
+static int env_set(env_list *e, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    char *s = malloc(nlen + 1 + vlen + 1), **grown;
+
+    if (s == NULL)
+        return -1;
+    memcpy(s, name, nlen);
+    s[nlen] = '=';
+    memcpy(s + nlen + 1, value, vlen);
+    s[nlen + 1 + vlen] = '\0';
+    for (size_t i = 0; i < e->n; i++)
+        if (strncmp(e->v[i], name, nlen) == 0 && e->v[i][nlen] == '=') {
+            sodium_memzero(e->v[i], strlen(e->v[i]));
+            free(e->v[i]);
+            e->v[i] = s;
+            return 0;
+        }
+    if (e->n + 1 >= e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        if ((grown = realloc(e->v, cap * sizeof(*grown))) == NULL) {
+            free(s);
+            return -1;
+        }
+        e->v = grown;
+        e->cap = cap;
+    }
+    e->v[e->n++] = s;
+    e->v[e->n] = NULL;
+    return 0;
+}
+
+/* Read a secret into the variable `name`; an exit code after a message. */
+static int env_secret(const kwc_global *g, kw_ctx *ctx, env_list *e, const char *name, size_t nlen,
+                      const char *path, int64_t version)
+{
+    kw_secret *value = NULL;
+    kw_rc rc = kw_secrets_get(ctx, path, version, kwc_actor(), &value, NULL);
+    int ret = 0;
+
+    if (rc != KW_OK) {
+        fprintf(stderr, "%s: %.*s: %s; the command was not started\n", g->name, (int)nlen, name,
+                kw_errmsg(ctx)[0] ? kw_errmsg(ctx) : kw_strerror(rc));
+        return kwc_exit_for(rc);
+    }
+    if (memchr(kw_secret_cdata(value), '\0', kw_secret_len(value)) != NULL) {
+        fprintf(stderr,
+                "%s: %.*s: the secret at %s holds a NUL byte: it cannot be an environment "
+                "variable; the command was not started\n",
+                g->name, (int)nlen, name, path);
+        ret = EXIT_REFUSED;
+    } else if (env_set(e, name, nlen, (const char *)kw_secret_cdata(value), kw_secret_len(value)) !=
+               0) {
+        ret = kwc_fail(g, KW_ERR_NOMEM, NULL);
+    }
+    kw_secret_free(value);
+    return ret;
+}
+
+/* An env file's variables, into e. */
+static int env_file(const kwc_global *g, env_list *e, const char *file)
+{
+    kwi_env_var *vars = NULL;
+    kw_secret *text = NULL;
+    char err[200];
+    size_t n = 0;
+    int fd = open(file, O_RDONLY | O_CLOEXEC), ret = 0;
+    kw_rc rc;
+
+    if (fd < 0) {
+        fprintf(stderr, "%s: %s: cannot be opened; the command was not started\n", g->name, file);
+        return EXIT_STORAGE;
+    }
+    rc = kw_secret_read_fd(&text, fd, ENV_FILE_MAX - 1);
+    close(fd);
+    if (rc != KW_OK)
+        return kwc_fail(g, rc, file);
+    if (kwi_env_parse((const char *)kw_secret_cdata(text), kw_secret_len(text), &vars, &n, err,
+                      sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s: %s; the command was not started\n", g->name, file, err);
+        ret = EXIT_USAGE;
+    }
+    for (size_t i = 0; ret == 0 && i < n; i++)
+        if (env_set(e, vars[i].name, strlen(vars[i].name), vars[i].value, strlen(vars[i].value)) !=
+            0)
+            ret = kwc_fail(g, KW_ERR_NOMEM, NULL);
+    kwi_env_free(vars, n);
+    kw_secret_free(text);
+    return ret;
+}
+
+/* The variable name of a secret under a prefix: the rest of its path,
+ * upper-cased, with '/', '.' and '-' as '_'. */
+static int name_under(char out[static KWI_ENV_NAME_MAX + 1], const char *path, size_t plen)
+{
+    const char *rest = path + plen + (path[plen] == '/');
+    size_t n = strlen(rest);
+
+    if (n == 0 || n > KWI_ENV_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = rest[i];
+        out[i] = c >= 'a' && c <= 'z'                 ? (char)(c - 'a' + 'A')
+                 : (c == '/' || c == '.' || c == '-') ? '_'
+                                                      : c;
+    }
+    out[n] = '\0';
+    return kwi_env_name_valid(out, n);
+}
+
+/* Every secret under prefix, into e. */
+static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, const char *prefix)
+{
+    kw_secret_info *v = NULL;
+    size_t n = 0, plen = strlen(prefix), found = 0;
+    char name[KWI_ENV_NAME_MAX + 1];
+    int ret = 0;
+    kw_rc rc;
+
+    while (plen > 0 && prefix[plen - 1] == '/')
+        plen--;
+    if ((rc = kw_secrets_list(ctx, prefix, 0, &v, &n)) != KW_OK)
+        return kwc_fail(g, rc, kw_errmsg(ctx));
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        if (plen > 0 && v[i].path[plen] != '/' && v[i].path[plen] != '\0')
+            continue; /* "app" does not take "apple/x" */
+        if (!name_under(name, v[i].path, plen)) {
+            fprintf(stderr,
+                    "%s: the secret at %s makes no variable name under %.*s; the command was "
+                    "not started\n",
+                    g->name, v[i].path, (int)plen, prefix);
+            ret = EXIT_USAGE;
+            break;
+        }
+        ret = env_secret(g, ctx, e, name, strlen(name), v[i].path, 0);
+        found++;
+    }
+    free(v);
+    if (ret == 0 && found == 0) {
+        fprintf(stderr, "%s: no secret under %s; the command was not started\n", g->name, prefix);
+        ret = EXIT_REFUSED;
+    }
+    return ret;
+}
+
+int run_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"env-file", required_argument, NULL, OPT_ENV_FILE},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    const char *prefixes[32], *files[32];
+    size_t nprefixes = 0, nfiles = 0;
+    env_list e = {0};
+    kw_ctx *ctx = NULL;
+    char path[KW_SECRET_PATH_MAX + 1];
+    int c, ret = 0;
+
+    while ((c = kwc_getopt(g, argc, argv, "+:h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(run_help);
+        if ((c == OPT_PREFIX && nprefixes == 32) || (c == OPT_ENV_FILE && nfiles == 32))
+            return kwc_usage(g, "at most 32 --prefix and 32 --env-file");
+        if (c == OPT_PREFIX)
+            prefixes[nprefixes++] = optarg;
+        else if (c == OPT_ENV_FILE)
+            files[nfiles++] = optarg;
+        else
+            return EXIT_USAGE;
+    }
+    if (optind >= argc)
+        return kwc_usage(g, "no command to run: keyward run [options] -- COMMAND [ARGS...]");
+    for (char **p = environ; ret == 0 && *p != NULL; p++) {
+        const char *eq = strchr(*p, '=');
+        if (eq != NULL && env_set(&e, *p, (size_t)(eq - *p), eq + 1, strlen(eq + 1)) != 0)
+            ret = kwc_fail(g, KW_ERR_NOMEM, NULL);
+    }
+    for (size_t i = 0; ret == 0 && i < nfiles; i++)
+        ret = env_file(g, &e, files[i]);
+    if (ret == 0)
+        ret = open_secrets(g, &ctx);
+    /* references, in the environment and the env files */
+    for (size_t i = 0; ret == 0 && i < e.n; i++) {
+        const char *eq = strchr(e.v[i], '=');
+        int64_t version;
+        int ref = kwi_secret_ref(eq + 1, path, &version);
+        if (ref < 0) {
+            fprintf(stderr,
+                    "%s: %.*s: not a secret reference (kw://PATH or kw://PATH#VERSION); the "
+                    "command was not started\n",
+                    g->name, (int)(eq - e.v[i]), e.v[i]);
+            ret = EXIT_USAGE;
+        } else if (ref > 0) {
+            char name[KWI_ENV_NAME_MAX + 1];
+            size_t nlen = (size_t)(eq - e.v[i]);
+            if (nlen > KWI_ENV_NAME_MAX) {
+                fprintf(stderr, "%s: a variable's name is too long\n", g->name);
+                ret = EXIT_USAGE;
+                break;
+            }
+            memcpy(name, e.v[i], nlen);
+            ret = env_secret(g, ctx, &e, name, nlen, path, version);
+        }
+    }
+    for (size_t i = 0; ret == 0 && i < nprefixes; i++)
+        ret = env_prefix(g, ctx, &e, prefixes[i]);
+    kw_close(ctx);
+    if (ret == 0) {
+        char *none[] = {NULL};
+        fflush(NULL);
+        execvpe(argv[optind], argv + optind, e.v != NULL ? e.v : none);
+        fprintf(stderr, "%s: %s: cannot be started\n", g->name, argv[optind]);
+        ret = 127;
+    }
+    env_list_free(&e);
+    return ret;
+}
