@@ -55,6 +55,7 @@ int signing_key_list_main(kwc_global *g, int argc, char **argv);
 int signing_key_public_main(kwc_global *g, int argc, char **argv);
 int signing_key_import_main(kwc_global *g, int argc, char **argv);
 int master_key_init_main(kwc_global *g, int argc, char **argv);
+int master_key_rotate_main(kwc_global *g, int argc, char **argv);
 int secret_put_main(kwc_global *g, int argc, char **argv);
 int secret_get_main(kwc_global *g, int argc, char **argv);
 int secret_list_main(kwc_global *g, int argc, char **argv);

@@ -24,6 +24,7 @@ enum {
     OPT_DELETED,
     OPT_PREFIX,
     OPT_ENV_FILE,
+    OPT_NEW_KEY_ENV,
     OPT_HELP = 'h',
 };
 
@@ -141,6 +142,99 @@ int master_key_init_main(kwc_global *g, int argc, char **argv)
     kw_secret_free(key);
     free(file);
     return rc == KW_OK ? EXIT_DONE : kwc_exit_for(rc);
+}
+
+static const char rotate_help[] =
+    "usage: keyward master-key rotate [--new-key-env VAR]\n\n"
+    "Seals every secret's data key again under a new master key, in one\n"
+    "transaction (no value is decrypted to disk). With the master key in\n"
+    "<db>.master, a new random key is written to <db>.master.new (mode 0600)\n"
+    "and, once the database is committed, renamed over <db>.master. With\n"
+    "KEYWARD_MASTER_KEY or KEYWARD_MASTER_KEY_CMD, give the new key (64 hex\n"
+    "characters) in the variable VAR, and store it where the old one was.\n";
+
+int master_key_rotate_main(kwc_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"new-key-env", required_argument, NULL, OPT_NEW_KEY_ENV},
+        {"help", no_argument, NULL, OPT_HELP},
+        {0},
+    };
+    const char *new_env = NULL, *env = getenv("KEYWARD_MASTER_KEY"),
+               *cmd = getenv("KEYWARD_MASTER_KEY_CMD");
+    int from_file = (env == NULL || env[0] == '\0') && (cmd == NULL || cmd[0] == '\0');
+    kw_secret *fresh = NULL;
+    kw_ctx *ctx = NULL;
+    char *file = NULL, *next = NULL;
+    size_t count = 0;
+    int c, ret;
+    kw_rc rc;
+
+    while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
+        if (c == OPT_HELP)
+            return help(rotate_help);
+        if (c != OPT_NEW_KEY_ENV)
+            return EXIT_USAGE;
+        new_env = optarg;
+    }
+    if (optind < argc)
+        return kwc_unexpected(g, argv[optind], NULL);
+    if (!from_file && new_env == NULL)
+        return kwc_usage(g, "the master key comes from KEYWARD_MASTER_KEY or _CMD: give the new "
+                            "one with --new-key-env VAR (64 hex characters)");
+    if ((ret = open_secrets(g, &ctx)) != 0)
+        return ret;
+    if (new_env != NULL) {
+        const char *hex = getenv(new_env);
+        rc = hex != NULL ? kwi_master_key_hex(&fresh, hex, strlen(hex)) : KW_ERR_MASTER_KEY;
+        if (rc != KW_OK) {
+            kw_close(ctx);
+            return kwc_fail(g, rc, "the new key (--new-key-env) is not 64 hex characters");
+        }
+    } else {
+        file = kw_master_key_default_path(g->db_url);
+        next = file != NULL ? malloc(strlen(file) + sizeof(".new")) : NULL;
+        if (next == NULL) {
+            kw_close(ctx);
+            free(file);
+            return kwc_fail(g, KW_ERR_NOMEM, NULL);
+        }
+        memcpy(next, file, strlen(file));
+        memcpy(next + strlen(file), ".new", sizeof(".new"));
+        rc = kw_pepper_create(&fresh, next); /* 32 random bytes as hex, 0600, never over a file */
+        if (rc != KW_OK) {
+            fprintf(stderr, "%s: %s: %s\n", g->name, next,
+                    rc == KW_ERR_CONFLICT ? "exists: a rotation did not finish? (see "
+                                            "docs/secrets.md)"
+                                          : kw_strerror(rc));
+            kw_close(ctx);
+            free(file);
+            free(next);
+            return kwc_exit_for(rc);
+        }
+    }
+    rc = kw_secrets_rotate_master(ctx, fresh, kwc_actor(), &count);
+    if (rc != KW_OK) {
+        ret = kwc_fail(g, rc, kw_errmsg(ctx));
+        if (next != NULL)
+            unlink(next); /* nothing changed: the old key is still the key */
+    } else if (next != NULL && rename(next, file) != 0) {
+        fprintf(stderr,
+                "%s: the secrets are sealed under the new key, in %s, which could not be renamed "
+                "to %s: rename it by hand\n",
+                g->name, next, file);
+        ret = EXIT_STORAGE;
+    } else {
+        printf("master key rotated: %zu data keys sealed again%s%s\n", count,
+               next != NULL ? "; the new key is in " : "; store the new key where the old was",
+               next != NULL ? file : "");
+        ret = EXIT_DONE;
+    }
+    kw_secret_free(fresh);
+    kw_close(ctx);
+    free(file);
+    free(next);
+    return ret;
 }
 
 int secret_put_main(kwc_global *g, int argc, char **argv)

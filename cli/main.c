@@ -31,6 +31,8 @@ static const kwc_command commands[] = {
     {"signing-key", "public", signing_key_public_main, "print the Ed25519 public keys (JSON)"},
     {"signing-key", "import", signing_key_import_main, "verify with another keyring's public keys"},
     {"master-key", "init", master_key_init_main, "make the secrets' master key file (<db>.master)"},
+    {"master-key", "rotate", master_key_rotate_main,
+     "seal every secret again under a new master key"},
     {"secret", "put", secret_put_main, "write a secret's next version (value on stdin)"},
     {"secret", "get", secret_get_main, "print a secret's value"},
     {"secret", "list", secret_list_main, "list secrets under a prefix (never a value)"},

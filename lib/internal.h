@@ -279,6 +279,9 @@ int kwi_seed_shape(const kw_ctx *ctx, const char *key, size_t len);
 kw_rc kwi_seed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                       kw_verify_result *out);
 void kwi_seed_free(kw_ctx *ctx);
+/* A master key from 64 hex characters (a trailing newline allowed):
+ * KW_ERR_MASTER_KEY if it is not that (lib/secrets.c). */
+kw_rc kwi_master_key_hex(kw_secret **out, const char *hex, size_t len);
 /* Forget ctx's master key (lib/secrets.c). */
 void kwi_secrets_free(kw_ctx *ctx);
 

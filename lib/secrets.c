@@ -30,7 +30,7 @@ static const char meta_master[] = "secrets_master_id";
 
 /* ---- the master key ------------------------------------------------------- */
 
-static kw_rc key_from_hex(kw_secret **out, const char *hex, size_t len)
+kw_rc kwi_master_key_hex(kw_secret **out, const char *hex, size_t len)
 {
     kw_secret *k;
     size_t n = 0;
@@ -83,7 +83,7 @@ static kw_rc key_from_cmd(kw_secret **out, const char *cmd, char *why, size_t wh
     }
     {
         const char *s = (const char *)kw_secret_cdata(buf), *nl = memchr(s, '\n', n);
-        rc = key_from_hex(out, s, nl != NULL ? (size_t)(nl - s) : n);
+        rc = kwi_master_key_hex(out, s, nl != NULL ? (size_t)(nl - s) : n);
     }
     kw_secret_free(buf);
     if (rc == KW_ERR_MASTER_KEY)
@@ -100,7 +100,7 @@ KW_API kw_rc kw_master_key_load(kw_secret **out, const char *file, char *why, si
     int fd;
 
     if (env != NULL && env[0] != '\0') {
-        rc = key_from_hex(out, env, strlen(env));
+        rc = kwi_master_key_hex(out, env, strlen(env));
         if (rc == KW_ERR_MASTER_KEY)
             why_set(why, why_len, "KEYWARD_MASTER_KEY is not 64 hex characters");
         return rc;
@@ -130,7 +130,7 @@ KW_API kw_rc kw_master_key_load(kw_secret **out, const char *file, char *why, si
         why_set(why, why_len, "the master key file cannot be read");
         return rc == KW_ERR_NOMEM ? rc : KW_ERR_MASTER_KEY;
     }
-    rc = key_from_hex(out, (const char *)kw_secret_cdata(text), kw_secret_len(text));
+    rc = kwi_master_key_hex(out, (const char *)kw_secret_cdata(text), kw_secret_len(text));
     kw_secret_free(text);
     if (rc == KW_ERR_MASTER_KEY)
         why_set(why, why_len, "the master key file does not hold 64 hex characters");
@@ -591,6 +591,73 @@ KW_API kw_rc kw_secrets_destroy(kw_ctx *ctx, const char *path, int64_t version,
     if (rc == KW_OK)
         rc = audit(ctx, actor, "secret.destroy", path, version);
     return end(ctx, rc);
+}
+
+KW_API kw_rc kw_secrets_rotate_master(kw_ctx *ctx, const kw_secret *new_master,
+                                      const kw_actor *actor, size_t *count_out)
+{
+    unsigned char dk[DK_LEN], ad[AD_MAX], wrapped[KWI_WRAPPED_LEN], id[8];
+    kwi_secret_head *paths = NULL;
+    kwi_secret_version *v = NULL;
+    kw_secret *copy = NULL;
+    uint64_t new_id;
+    char detail[48];
+    size_t n = 0;
+    kw_rc rc;
+
+    if (ctx->master == NULL) {
+        kwi_seterr(ctx, "no master key given (kw_secrets_master): the data keys cannot be opened");
+        return KW_ERR_MASTER_KEY;
+    }
+    if (new_master == NULL || kw_secret_len(new_master) != KW_MASTER_KEY_LEN) {
+        kwi_seterr(ctx, "a master key is %d bytes", KW_MASTER_KEY_LEN);
+        return KW_ERR_INVALID;
+    }
+    if ((new_id = master_id_of(new_master)) == ctx->master_id) {
+        kwi_seterr(ctx, "the new master key is the current one");
+        return KW_ERR_INVALID;
+    }
+    if ((rc = kw_secret_from(&copy, kw_secret_cdata(new_master), KW_MASTER_KEY_LEN)) != KW_OK)
+        return rc;
+    if ((rc = begin(ctx)) != KW_OK) {
+        kw_secret_free(copy);
+        return rc;
+    }
+    rc = store_err(ctx, ctx->store->ops->secret_wrapped_all(ctx->store, &paths, &v, &n));
+    for (size_t i = 0; rc == KW_OK && i < n; i++) {
+        size_t adlen = ad_of(ad, wrap_label, paths[i].path, v[i].version);
+        if (v[i].master_id != ctx->master_id || !open_sealed(dk, v[i].wrapped, v[i].wrapped_len, ad,
+                                                             adlen, kw_secret_cdata(ctx->master))) {
+            kwi_seterr(ctx, "version %lld of %s does not open under the current master key",
+                       (long long)v[i].version, paths[i].path);
+            rc = KW_ERR_MASTER_KEY;
+            break;
+        }
+        seal(wrapped, dk, sizeof(dk), ad, adlen, kw_secret_cdata(new_master));
+        rc = store_err(ctx, ctx->store->ops->secret_rewrap(ctx->store, paths[i].path, v[i].version,
+                                                           wrapped, sizeof(wrapped), new_id));
+    }
+    sodium_memzero(dk, sizeof(dk));
+    for (int i = 0; i < 8; i++)
+        id[i] = (unsigned char)(new_id >> (56 - 8 * i));
+    if (rc == KW_OK)
+        rc = store_err(ctx, ctx->store->ops->meta_set(ctx->store, meta_master, id, sizeof(id)));
+    snprintf(detail, sizeof(detail), "{\"versions\":%zu}", n);
+    if (rc == KW_OK)
+        rc = kwi_audit_append(ctx, actor, "master-key.rotate", "secrets", "ok", detail);
+    rc = end(ctx, rc);
+    free(paths);
+    free(v);
+    if (rc != KW_OK) {
+        kw_secret_free(copy);
+        return rc;
+    }
+    kw_secret_free(ctx->master);
+    ctx->master = copy;
+    ctx->master_id = new_id;
+    if (count_out != NULL)
+        *count_out = n;
+    return KW_OK;
 }
 
 void kwi_secrets_free(kw_ctx *ctx)

@@ -128,6 +128,19 @@ KW_API kw_rc kw_secrets_undelete(kw_ctx *ctx, const char *path,
 KW_API kw_rc kw_secrets_destroy(kw_ctx *ctx, const char *path, int64_t version,
                                 const kw_actor *actor) KW_WARN_UNUSED;
 
+/**
+ * Rotate the master key: every data key is unsealed with ctx's master key
+ * and sealed again under new_master, in one transaction (values are not
+ * touched, and no plaintext leaves locked memory); from the commit on,
+ * only new_master opens them, and ctx uses it. Audited as
+ * "master-key.rotate".
+ * @param count_out optional: how many versions were sealed again.
+ * @return KW_OK, KW_ERR_INVALID (the same key), KW_ERR_MASTER_KEY (ctx has
+ *         none, or a data key does not open), KW_ERR_STORAGE, KW_ERR_NOMEM.
+ */
+KW_API kw_rc kw_secrets_rotate_master(kw_ctx *ctx, const kw_secret *new_master,
+                                      const kw_actor *actor, size_t *count_out) KW_WARN_UNUSED;
+
 #ifdef __cplusplus
 }
 #endif

@@ -205,6 +205,8 @@ enum {
     ST_SECRET_VERSIONS,
     ST_SECRET_DESTROY,
     ST_SECRET_PRUNE,
+    ST_SECRET_WRAPPED_ALL,
+    ST_SECRET_REWRAP,
     ST_COUNT
 };
 
@@ -281,6 +283,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SECRET_DESTROY] = "UPDATE secret_versions SET destroyed_at = ?3, wrapped = NULL, "
                           "sealed = NULL WHERE path = ?1 AND version = ?2 AND destroyed_at = 0",
     [ST_SECRET_PRUNE] = "DELETE FROM secret_versions WHERE path = ?1 AND version < ?2",
+    [ST_SECRET_WRAPPED_ALL] = "SELECT path, version, created_at, destroyed_at, master_id, wrapped "
+                              "FROM secret_versions WHERE destroyed_at = 0 ORDER BY path, version",
+    [ST_SECRET_REWRAP] = "UPDATE secret_versions SET wrapped = ?3, master_id = ?4 "
+                         "WHERE path = ?1 AND version = ?2",
     [ST_TOKEN_REVOKED] = "SELECT rowid, id FROM token_revocations WHERE rowid > ?1 ORDER BY rowid",
 };
 
@@ -1265,6 +1271,76 @@ static kw_rc sq_secret_prune(kw_store *base, const char *path, int64_t below)
     return exec_stmt(s, st);
 }
 
+static kw_rc sq_secret_wrapped_all(kw_store *base, kwi_secret_head **paths,
+                                   kwi_secret_version **out, size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_WRAPPED_ALL];
+    kwi_secret_version *v = NULL, *gv;
+    kwi_secret_head *p = NULL, *gp;
+    size_t count = 0, cap = 0;
+    kw_rc ret = KW_OK;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int wl = sqlite3_column_bytes(st, 5);
+        if (count == cap) {
+            cap = cap ? cap * 2 : 64;
+            gv = realloc(v, cap * sizeof(*v));
+            if (gv != NULL)
+                v = gv;
+            gp = gv != NULL ? realloc(p, cap * sizeof(*p)) : NULL;
+            if (gp == NULL) {
+                ret = KW_ERR_NOMEM;
+                break;
+            }
+            p = gp;
+        }
+        memset(&p[count], 0, sizeof(p[count]));
+        memset(&v[count], 0, sizeof(v[count]));
+        col_into(st, 0, p[count].path, sizeof(p[count].path));
+        v[count].version = sqlite3_column_int64(st, 1);
+        v[count].created_at = sqlite3_column_int64(st, 2);
+        v[count].destroyed_at = sqlite3_column_int64(st, 3);
+        v[count].master_id = (uint64_t)sqlite3_column_int64(st, 4);
+        if (wl < 0 || (size_t)wl > sizeof(v[count].wrapped)) {
+            snprintf(s->base.errmsg, sizeof(s->base.errmsg), "secret %s: damaged row",
+                     p[count].path);
+            ret = KW_ERR_STORAGE;
+            break;
+        }
+        if (wl > 0)
+            memcpy(v[count].wrapped, sqlite3_column_blob(st, 5), (size_t)wl);
+        v[count].wrapped_len = (size_t)wl;
+        count++;
+    }
+    if (ret == KW_OK && rc != SQLITE_DONE)
+        ret = map_err(s, rc);
+    sqlite3_reset(st);
+    if (ret != KW_OK) {
+        free(v);
+        free(p);
+        return ret;
+    }
+    *paths = p;
+    *out = v;
+    *n = count;
+    return KW_OK;
+}
+
+static kw_rc sq_secret_rewrap(kw_store *base, const char *path, int64_t version,
+                              const unsigned char *wrapped, size_t len, uint64_t master_id)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_REWRAP];
+
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    sqlite3_bind_blob(st, 3, wrapped, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)master_id);
+    return exec_stmt(s, st);
+}
+
 static kw_rc sq_reopen(kw_store *base, kw_store **out)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -1392,6 +1468,8 @@ static const kw_store_ops sqlite_ops = {
     .secret_versions = sq_secret_versions,
     .secret_version_destroy = sq_secret_version_destroy,
     .secret_prune = sq_secret_prune,
+    .secret_wrapped_all = sq_secret_wrapped_all,
+    .secret_rewrap = sq_secret_rewrap,
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
 };

@@ -174,6 +174,13 @@ typedef struct kw_store_ops {
     kw_rc (*secret_versions)(kw_store *s, const char *path, kwi_secret_version **out, size_t *n);
     kw_rc (*secret_version_destroy)(kw_store *s, const char *path, int64_t version, int64_t at);
     kw_rc (*secret_prune)(kw_store *s, const char *path, int64_t below);
+    /* Every version that is not destroyed, with its wrapped data key
+     * (sealed NULL), in path and version order; and a version's data key
+     * wrapped again (master key rotation). */
+    kw_rc (*secret_wrapped_all)(kw_store *s, kwi_secret_head **paths, kwi_secret_version **out,
+                                size_t *n);
+    kw_rc (*secret_rewrap)(kw_store *s, const char *path, int64_t version,
+                           const unsigned char *wrapped, size_t len, uint64_t master_id);
 
     kw_rc (*audit_append)(kw_store *s, const kw_audit_row *row);
     kw_rc (*audit_list)(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, size_t *n);
