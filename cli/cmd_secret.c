@@ -653,6 +653,17 @@ static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, const char 
     return ret;
 }
 
+/* Does any variable look like a secret reference (good or not)? */
+static int has_refs(const env_list *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        const char *eq = strchr(e->v[i], '=');
+        if (eq != NULL && strncmp(eq + 1, "kw://", 5) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int run_main(kwc_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -689,7 +700,7 @@ int run_main(kwc_global *g, int argc, char **argv)
     }
     for (size_t i = 0; ret == 0 && i < nfiles; i++)
         ret = env_file(g, &e, files[i]);
-    if (ret == 0)
+    if (ret == 0 && (nprefixes > 0 || has_refs(&e))) /* else no database is needed */
         ret = open_secrets(g, &ctx);
     /* references, in the environment and the env files */
     for (size_t i = 0; ret == 0 && i < e.n; i++) {
