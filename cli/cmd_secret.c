@@ -653,6 +653,20 @@ static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, const char 
     return ret;
 }
 
+/* Is this one of keyward's own secrets (the master key, the pepper, the
+ * seed's secrets)? The child gets the secrets it is granted, never those. */
+static int keyward_own(const char *name, size_t len)
+{
+    static const char *const own[] = {"KEYWARD_MASTER_KEY", "KEYWARD_MASTER_KEY_CMD",
+                                      "KEYWARD_PEPPER", "KEYWARD_SEED_SIGNING_SECRET",
+                                      "KEYWARD_SEED_MASTER_KEY"};
+
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (strlen(own[i]) == len && memcmp(own[i], name, len) == 0)
+            return 1;
+    return 0;
+}
+
 /* Does any variable look like a secret reference (good or not)? */
 static int has_refs(const env_list *e)
 {
@@ -695,7 +709,8 @@ int run_main(kwc_global *g, int argc, char **argv)
         return kwc_usage(g, "no command to run: keyward run [options] -- COMMAND [ARGS...]");
     for (char **p = environ; ret == 0 && *p != NULL; p++) {
         const char *eq = strchr(*p, '=');
-        if (eq != NULL && env_set(&e, *p, (size_t)(eq - *p), eq + 1, strlen(eq + 1)) != 0)
+        if (eq != NULL && !keyward_own(*p, (size_t)(eq - *p)) &&
+            env_set(&e, *p, (size_t)(eq - *p), eq + 1, strlen(eq + 1)) != 0)
             ret = kwc_fail(g, KW_ERR_NOMEM, NULL);
     }
     for (size_t i = 0; ret == 0 && i < nfiles; i++)
