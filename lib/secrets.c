@@ -442,9 +442,13 @@ KW_API kw_rc kw_secrets_get(kw_ctx *ctx, const char *path, int64_t version, cons
             version = h.current;
         rc = store_err(ctx, ctx->store->ops->secret_version_get(ctx->store, path, version, &row));
     }
-    if (rc == KW_OK && (row.destroyed_at != 0 || row.sealed_len < NONCE_LEN + TAG_LEN + 1)) {
+    if (rc == KW_OK && row.destroyed_at != 0) {
         kwi_seterr(ctx, "version %lld of %s is destroyed", (long long)version, path);
         rc = KW_ERR_NOT_FOUND;
+    }
+    if (rc == KW_OK && row.sealed_len < NONCE_LEN + TAG_LEN + 1) {
+        kwi_seterr(ctx, "version %lld of %s does not open: altered", (long long)version, path);
+        rc = KW_ERR_MASTER_KEY;
     }
     if (rc == KW_OK && row.master_id != ctx->master_id) {
         kwi_seterr(ctx, "version %lld of %s is sealed under another master key", (long long)version,
