@@ -12,7 +12,8 @@
 
 #include "../lib/internal.h" /* the env-file reader and secret references */
 
-#define ENV_FILE_MAX (1 << 20)
+#define ENV_FILE_MAX 65535   /* the most kw_secret_read_fd reads (env files may hold secrets) */
+#define VALUE_READ_MAX 65535 /* a value and its newline, checked after the newline is dropped */
 
 extern char **environ;
 
@@ -88,8 +89,9 @@ static int path_arg(const kwc_global *g, int argc, char **argv, const char **pat
 
     if (optind >= argc)
         return kwc_usage(g, "missing the secret's path");
-    if (optind + 1 < argc)
-        return kwc_unexpected(g, argv[optind + 1], "a value is read from stdin or --file");
+    if (optind + 1 < argc) /* never shown: it is most likely the value */
+        return kwc_usage(g, "unexpected argument after the path (not shown: a value is read from "
+                            "stdin or --file, never the command line)");
     if (!kw_secret_path_valid(argv[optind]))
         return kwc_usage(g,
                          "%s is not a secret path (segments of A-Z a-z 0-9 _ . - separated by "
@@ -268,7 +270,11 @@ int secret_put_main(kwc_global *g, int argc, char **argv)
     fd = file != NULL ? open(file, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
     if (fd < 0)
         return kwc_fail(g, KW_ERR_IO, "--file cannot be opened");
-    rc = kw_secret_read_fd(&value, fd, KW_SECRET_VALUE_MAX);
+    rc = kw_secret_read_fd(&value, fd, VALUE_READ_MAX);
+    if (rc == KW_OK && kw_secret_len(value) > KW_SECRET_VALUE_MAX) {
+        kw_secret_free(value);
+        rc = KW_ERR_TOO_LARGE;
+    }
     if (file != NULL)
         close(fd);
     if (rc == KW_OK && kw_secret_len(value) == 0) {
@@ -276,7 +282,7 @@ int secret_put_main(kwc_global *g, int argc, char **argv)
         return kwc_usage(g, "no value on %s", file ? "--file" : "stdin");
     }
     if (rc != KW_OK)
-        return kwc_fail(g, rc, rc == KW_ERR_TOO_LARGE ? "a value is at most 65535 bytes" : NULL);
+        return kwc_fail(g, rc, rc == KW_ERR_TOO_LARGE ? "a value is at most 64000 bytes" : NULL);
     if ((ret = open_secrets(g, &ctx)) != 0) {
         kw_secret_free(value);
         return ret;
@@ -581,7 +587,7 @@ static int env_file(const kwc_global *g, env_list *e, const char *file)
         fprintf(stderr, "%s: %s: cannot be opened; the command was not started\n", g->name, file);
         return EXIT_STORAGE;
     }
-    rc = kw_secret_read_fd(&text, fd, ENV_FILE_MAX - 1);
+    rc = kw_secret_read_fd(&text, fd, ENV_FILE_MAX);
     close(fd);
     if (rc != KW_OK)
         return kwc_fail(g, rc, file);
@@ -619,8 +625,23 @@ static int name_under(char out[static KWI_ENV_NAME_MAX + 1], const char *path, s
 }
 
 /* Every secret under prefix, into e. */
-static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, const char *prefix)
+/* The value of name in e, or NULL. */
+static const char *env_get(const env_list *e, const char *name)
 {
+    size_t nlen = strlen(name);
+
+    for (size_t i = 0; i < e->n; i++)
+        if (strncmp(e->v[i], name, nlen) == 0 && e->v[i][nlen] == '=')
+            return e->v[i] + nlen + 1;
+    return NULL;
+}
+
+/* made: NAME=path of every variable a prefix made so far (two secrets
+ * making one name is an error, not a silent choice). */
+static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, env_list *made,
+                      const char *prefix)
+{
+    const char *other;
     kw_secret_info *v = NULL;
     size_t n = 0, plen = strlen(prefix), found = 0;
     char name[KWI_ENV_NAME_MAX + 1];
@@ -632,8 +653,8 @@ static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, const char 
     if ((rc = kw_secrets_list(ctx, prefix, 0, &v, &n)) != KW_OK)
         return kwc_fail(g, rc, kw_errmsg(ctx));
     for (size_t i = 0; ret == 0 && i < n; i++) {
-        if (plen > 0 && v[i].path[plen] != '/' && v[i].path[plen] != '\0')
-            continue; /* "app" does not take "apple/x" */
+        if (plen > 0 && v[i].path[plen] != '/')
+            continue; /* "app" takes neither "apple/x" nor the secret "app" itself */
         if (!name_under(name, v[i].path, plen)) {
             fprintf(stderr,
                     "%s: the secret at %s makes no variable name under %.*s; the command was "
@@ -642,7 +663,17 @@ static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, const char 
             ret = EXIT_USAGE;
             break;
         }
-        ret = env_secret(g, ctx, e, name, strlen(name), v[i].path, 0);
+        if ((other = env_get(made, name)) != NULL) {
+            fprintf(stderr,
+                    "%s: the secrets at %s and %s both make %s; the command was not started\n",
+                    g->name, other, v[i].path, name);
+            ret = EXIT_USAGE;
+            break;
+        }
+        if (env_set(made, name, strlen(name), v[i].path, strlen(v[i].path)) != 0)
+            ret = kwc_fail(g, KW_ERR_NOMEM, NULL);
+        else
+            ret = env_secret(g, ctx, e, name, strlen(name), v[i].path, 0);
         found++;
     }
     free(v);
@@ -688,7 +719,7 @@ int run_main(kwc_global *g, int argc, char **argv)
     };
     const char *prefixes[32], *files[32];
     size_t nprefixes = 0, nfiles = 0;
-    env_list e = {0};
+    env_list e = {0}, made = {0};
     kw_ctx *ctx = NULL;
     char path[KW_SECRET_PATH_MAX + 1];
     int c, ret = 0;
@@ -715,8 +746,9 @@ int run_main(kwc_global *g, int argc, char **argv)
     }
     for (size_t i = 0; ret == 0 && i < nfiles; i++)
         ret = env_file(g, &e, files[i]);
-    if (ret == 0 && (nprefixes > 0 || has_refs(&e))) /* else no database is needed */
-        ret = open_secrets(g, &ctx);
+    if (ret == 0 && (nprefixes > 0 || has_refs(&e)) && /* else no database is needed */
+        (ret = open_secrets(g, &ctx)) != 0)
+        fprintf(stderr, "%s: the command was not started\n", g->name);
     /* references, in the environment and the env files */
     for (size_t i = 0; ret == 0 && i < e.n; i++) {
         const char *eq = strchr(e.v[i], '=');
@@ -741,7 +773,7 @@ int run_main(kwc_global *g, int argc, char **argv)
         }
     }
     for (size_t i = 0; ret == 0 && i < nprefixes; i++)
-        ret = env_prefix(g, ctx, &e, prefixes[i]);
+        ret = env_prefix(g, ctx, &e, &made, prefixes[i]);
     kw_close(ctx);
     if (ret == 0) {
         char *none[] = {NULL};
@@ -751,5 +783,6 @@ int run_main(kwc_global *g, int argc, char **argv)
         ret = 127;
     }
     env_list_free(&e);
+    env_list_free(&made);
     return ret;
 }

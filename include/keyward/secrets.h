@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KW_SECRET_PATH_MAX 256
-#define KW_SECRET_VALUE_MAX 65535 /**< 64 KiB - 1: kw_secret_read_fd reads at most that */
+#define KW_SECRET_VALUE_MAX 64000 /**< bytes (a value read with its newline still fits a read) */
 #define KW_SECRET_KEEP 10         /**< versions kept per secret; older ones are deleted */
 #define KW_MASTER_KEY_LEN 32
 

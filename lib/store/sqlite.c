@@ -1304,7 +1304,7 @@ static kw_rc sq_secret_wrapped_all(kw_store *base, kwi_secret_head **paths,
         v[count].destroyed_at = sqlite3_column_int64(st, 3);
         v[count].master_id = (uint64_t)sqlite3_column_int64(st, 4);
         if (wl < 0 || (size_t)wl > sizeof(v[count].wrapped)) {
-            snprintf(s->base.errmsg, sizeof(s->base.errmsg), "secret %s: damaged row",
+            snprintf(s->base.errmsg, sizeof(s->base.errmsg), "secret %.200s: damaged row",
                      p[count].path);
             ret = KW_ERR_STORAGE;
             break;
