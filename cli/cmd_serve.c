@@ -44,7 +44,7 @@ int serve_main(kwc_global *g, int argc, char **argv)
         {0},
     };
     kws_config cfg;
-    kw_secret *pepper = NULL, *seed_signing = NULL, *seed_master = NULL;
+    kw_secret *pepper = NULL, *seed_signing = NULL, *seed_master = NULL, *master_key = NULL;
     kw_ctx *probe = NULL;
     uint64_t n;
     int c, ret;
@@ -106,7 +106,27 @@ int serve_main(kwc_global *g, int argc, char **argv)
     }
     cfg.seed_signing = seed_signing;
     cfg.seed_master = seed_master;
+    {
+        /* the secrets' master key: optional (without it /v1/secrets answers
+         * 503), but one that is given and wrong stops the start */
+        char why[200] = "", *file = kw_master_key_default_path(g->db_url);
+        const char *env = getenv("KEYWARD_MASTER_KEY"), *cmd = getenv("KEYWARD_MASTER_KEY_CMD");
+        int given = (env && env[0]) || (cmd && cmd[0]) || (file && access(file, F_OK) == 0);
+        kw_rc mrc = given ? kw_master_key_load(&master_key, file, why, sizeof(why)) : KW_OK;
+        free(file);
+        if (mrc != KW_OK) {
+            kw_secret_free(seed_signing);
+            kw_secret_free(seed_master);
+            kw_secret_free(pepper);
+            return kwc_fail(g, mrc, why);
+        }
+        if (!given)
+            fprintf(stderr, "%s: no master key: /v1/secrets answers 503 (see docs/secrets.md)\n",
+                    g->name);
+        cfg.master_key = master_key;
+    }
     ret = kws_run(&cfg);
+    kw_secret_free(master_key);
     kw_secret_free(seed_signing);
     kw_secret_free(seed_master);
     kw_secret_free(pepper);

@@ -30,19 +30,50 @@ static int segments_valid(const char *s, size_t n)
     return seg > 0;
 }
 
+/* A secrets scope (docs/secrets.md): "secrets:read:" or "secrets:write:"
+ * then a secret path; a grant may end the path in a slash and a star
+ * (everything under it). -1 if s is not one (the general rules apply),
+ * else 1 or 0. */
+static int secrets_scope_valid(const char *s, size_t n, int grant)
+{
+    static const char *const heads[] = {"secrets:read:", "secrets:write:"};
+    char path[KW_SCOPE_MAX_LEN + 1];
+
+    for (size_t i = 0; i < 2; i++) {
+        size_t h = strlen(heads[i]);
+        if (n <= h || strncmp(s, heads[i], h) != 0)
+            continue;
+        if (grant && n == h + 1 && s[h] == '*')
+            return 1;
+        n -= h;
+        if (grant && n > 2 && s[h + n - 1] == '*' && s[h + n - 2] == '/')
+            n -= 2; /* "app/" "*": everything under the path "app" */
+        memcpy(path, s + h, n);
+        path[n] = '\0';
+        return kw_secret_path_valid(path);
+    }
+    return -1;
+}
+
 KW_API int kw_scope_required_valid(const char *s)
 {
     size_t n;
+    int secrets;
 
     if (s == NULL)
         return 0;
     n = strnlen(s, KW_SCOPE_MAX_LEN + 1);
-    return n <= KW_SCOPE_MAX_LEN && segments_valid(s, n);
+    if (n > KW_SCOPE_MAX_LEN)
+        return 0;
+    if ((secrets = secrets_scope_valid(s, n, 0)) >= 0)
+        return secrets;
+    return segments_valid(s, n);
 }
 
 KW_API int kw_scope_grant_valid(const char *s)
 {
     size_t n;
+    int secrets;
 
     if (s == NULL)
         return 0;
@@ -51,6 +82,8 @@ KW_API int kw_scope_grant_valid(const char *s)
         return 0;
     if (n == 1 && s[0] == '*')
         return 1;
+    if ((secrets = secrets_scope_valid(s, n, 1)) >= 0)
+        return secrets;
     if (n >= 3 && s[n - 1] == '*' && s[n - 2] == ':')
         return segments_valid(s, n - 2);
     return segments_valid(s, n);
@@ -62,8 +95,9 @@ KW_API int kw_scope_covers(const char *g, const char *r)
 
     if (gn == 1 && g[0] == '*')
         return 1;
-    if (gn >= 2 && g[gn - 1] == '*' && g[gn - 2] == ':')
-        /* "orders:*" covers every scope that starts with "orders:" */
+    if (gn >= 2 && g[gn - 1] == '*' && (g[gn - 2] == ':' || g[gn - 2] == '/'))
+        /* "orders:*" covers every scope that starts with "orders:", and
+         * "secrets:read:app/" "*" every path under "app/" */
         return strncmp(g, r, gn - 1) == 0 && r[gn - 1] != '\0';
     return strcmp(g, r) == 0;
 }

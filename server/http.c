@@ -274,7 +274,7 @@ h2o_iovec_t kws_bearer(h2o_req_t *req)
 static void audit_refusal(h2o_req_t *req, h2o_iovec_t key, const char *scope, const char *code)
 {
     kws_thread *t = kws_thread_of(req);
-    char client[64], detail[160];
+    char client[64], detail[64 + KW_SCOPE_MAX_LEN]; /* scopes need no escaping */
     kw_key_parts parts;
     const char *target = "";
     kw_actor actor;
@@ -284,7 +284,8 @@ static void audit_refusal(h2o_req_t *req, h2o_iovec_t key, const char *scope, co
     kws_peer(req, client, sizeof(client));
     actor.id = target[0] ? target : "anonymous";
     actor.client = client;
-    snprintf(detail, sizeof(detail), "{\"scope\":\"%s\",\"code\":\"%s\"}", scope, code);
+    snprintf(detail, sizeof(detail), "{\"scope\":\"%s\",\"code\":\"%s\"}", scope ? scope : "",
+             code);
     if (kw_audit_append(t->kw, &actor, "auth.fail", target, code, detail) != KW_OK)
         fprintf(stderr, "keyward serve: audit of a refused admin call failed: %s\n",
                 kw_errmsg(t->kw));
@@ -292,12 +293,18 @@ static void audit_refusal(h2o_req_t *req, h2o_iovec_t key, const char *scope, co
 
 int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN + 1])
 {
+    return kws_admin_key(req, scope, actor_id, NULL);
+}
+
+int kws_admin_key(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN + 1],
+                  kw_verify_result *keep)
+{
     kws_thread *t = kws_thread_of(req);
     const char *scopes[1] = {scope};
-    kw_verify_request vr = {.scopes = scopes, .nscopes = 1, .cost = 1};
+    kw_verify_request vr = {.scopes = scopes, .nscopes = scope ? 1 : 0, .cost = 1};
     kw_verify_result res;
     h2o_iovec_t key = kws_bearer(req);
-    char msg[128];
+    char msg[64 + KW_SCOPE_MAX_LEN];
     kw_rc rc;
 
     if (key.len == 0) {
@@ -313,7 +320,10 @@ int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN 
     }
     if (res.code == KW_VALID) {
         memcpy(actor_id, res.key.id, KW_ID_LEN + 1);
-        kw_verify_result_clear(&res);
+        if (keep != NULL)
+            *keep = res;
+        else
+            kw_verify_result_clear(&res);
         return 1;
     }
     audit_refusal(req, key, scope, kw_verdict_name(res.code));

@@ -241,6 +241,9 @@ static int prepare(const kws_config *cfg, kws_thread *ts, int n, char *where, si
         if (rc == KW_OK && (cfg->seed_signing != NULL || cfg->seed_master != NULL) &&
             (rc = kw_seed_secrets(ts[i].kw, cfg->seed_signing, cfg->seed_master)) != KW_OK)
             snprintf(err, sizeof(err), "the seed secrets: out of memory");
+        if (rc == KW_OK && cfg->master_key != NULL &&
+            (rc = kw_secrets_master(ts[i].kw, cfg->master_key)) != KW_OK)
+            snprintf(err, sizeof(err), "the master key: %s", kw_errmsg(ts[i].kw));
         if (rc != KW_OK) {
             fprintf(stderr, "keyward serve: %s: %s\n", kw_strerror(rc), err);
             return rc == KW_ERR_NOMEM ? 5 : 3;

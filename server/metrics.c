@@ -8,8 +8,9 @@
 #include <time.h>
 
 static const char *const route_names[KWS_ROUTES] = {
-    "healthz",     "readyz",      "openapi",    "auth",   "audit", "keys",         "key",
-    "keys_rotate", "keys_verify", "keys_usage", "tokens", "token", "signing_keys", "other",
+    "healthz",      "readyz",      "openapi",     "auth",       "audit",  "keys",
+    "key",          "keys_rotate", "keys_verify", "keys_usage", "tokens", "token",
+    "signing_keys", "secrets",     "secret",      "other",
 };
 static const char *const source_names[KWS_SOURCES] = {"auth", "verify", "admin"};
 /* Latency bucket upper bounds, in microseconds. */

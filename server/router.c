@@ -5,6 +5,7 @@
 
 #define PREFIX "/v1/keys/"
 #define TOKENS "/v1/tokens/"
+#define SECRETS "/v1/secrets/"
 
 static int method_is(h2o_req_t *req, const char *m)
 {
@@ -74,7 +75,24 @@ static int dispatch(h2o_req_t *req, int *route)
     if (IS("/v1/signing-keys"))
         return *route = KWS_R_SIGNING_KEYS,
                method_is(req, "GET") ? kws_signing_keys(req) : not_allowed(req, "GET");
+    if (IS("/v1/secrets"))
+        return *route = KWS_R_SECRETS,
+               method_is(req, "GET") ? kws_secrets_list(req) : not_allowed(req, "GET");
 #undef IS
+    if (p.len > sizeof(SECRETS) - 1 && memcmp(p.base, SECRETS, sizeof(SECRETS) - 1) == 0) {
+        size_t n = p.len - (sizeof(SECRETS) - 1);
+        char *path = h2o_mem_alloc_pool(&req->pool, n + 1);
+        memcpy(path, p.base + sizeof(SECRETS) - 1, n);
+        path[n] = '\0';
+        *route = KWS_R_SECRET;
+        if (!method_is(req, "GET") && !method_is(req, "PUT") && !method_is(req, "DELETE"))
+            return not_allowed(req, "GET, PUT, DELETE");
+        if (!kw_secret_path_valid(path))
+            return kws_send_error(req, 400, "bad_request",
+                                  "not a secret path (segments of A-Z a-z 0-9 _ . - separated by "
+                                  "'/')");
+        return kws_secret_item(req, path);
+    }
     if (p.len == sizeof(TOKENS) - 1 + KW_ID_LEN &&
         memcmp(p.base, TOKENS, sizeof(TOKENS) - 1) == 0) {
         memcpy(id, p.base + sizeof(TOKENS) - 1, KW_ID_LEN);

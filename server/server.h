@@ -35,6 +35,7 @@ typedef struct kws_config {
     int sync_ms;                   /* how often usage is written and changes picked up */
     const kw_secret *seed_signing; /* the seed system's secrets, or NULL (borrowed) */
     const kw_secret *seed_master;
+    const kw_secret *master_key; /* the secrets' master key, or NULL: /v1/secrets answers 503 */
 } kws_config;
 
 /* Routes, for metrics. */
@@ -52,6 +53,8 @@ enum {
     KWS_R_TOKENS,
     KWS_R_TOKEN,
     KWS_R_SIGNING_KEYS,
+    KWS_R_SECRETS,
+    KWS_R_SECRET,
     KWS_R_OTHER,
     KWS_ROUTES
 };
@@ -134,16 +137,22 @@ int kws_json_time(h2o_req_t *req, const char *k, json_t *v, int64_t *out);
 int kws_admin(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN + 1]);
 
 /* ---- handlers ---- */
-int kws_keys_collection(h2o_req_t *req);             /* /v1/keys */
-int kws_keys_item(h2o_req_t *req, const char *id);   /* /v1/keys/{id} */
-int kws_keys_rotate(h2o_req_t *req, const char *id); /* /v1/keys/{id}/rotate */
-int kws_keys_usage(h2o_req_t *req, const char *id);  /* /v1/keys/{id}/usage */
-int kws_keys_verify(h2o_req_t *req);                 /* /v1/keys/verify */
-int kws_tokens_collection(h2o_req_t *req);           /* POST /v1/tokens */
-int kws_tokens_item(h2o_req_t *req, const char *id); /* DELETE /v1/tokens/{id} */
-int kws_signing_keys(h2o_req_t *req);                /* GET /v1/signing-keys */
-int kws_auth(h2o_req_t *req);                        /* /v1/auth */
-int kws_audit(h2o_req_t *req);                       /* /v1/audit */
+int kws_keys_collection(h2o_req_t *req);               /* /v1/keys */
+int kws_keys_item(h2o_req_t *req, const char *id);     /* /v1/keys/{id} */
+int kws_keys_rotate(h2o_req_t *req, const char *id);   /* /v1/keys/{id}/rotate */
+int kws_keys_usage(h2o_req_t *req, const char *id);    /* /v1/keys/{id}/usage */
+int kws_keys_verify(h2o_req_t *req);                   /* /v1/keys/verify */
+int kws_tokens_collection(h2o_req_t *req);             /* POST /v1/tokens */
+int kws_tokens_item(h2o_req_t *req, const char *id);   /* DELETE /v1/tokens/{id} */
+int kws_signing_keys(h2o_req_t *req);                  /* GET /v1/signing-keys */
+int kws_secrets_list(h2o_req_t *req);                  /* GET /v1/secrets?prefix= */
+int kws_secret_item(h2o_req_t *req, const char *path); /* GET, PUT, DELETE /v1/secrets/{path} */
+/* kws_admin, and with `keep` the verified admin key's record too (clear
+ * it); scope NULL asks for no scope, only a valid key. */
+int kws_admin_key(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_LEN + 1],
+                  kw_verify_result *keep);
+int kws_auth(h2o_req_t *req);  /* /v1/auth */
+int kws_audit(h2o_req_t *req); /* /v1/audit */
 int kws_healthz(h2o_req_t *req);
 int kws_openapi_doc(h2o_req_t *req);
 

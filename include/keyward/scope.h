@@ -4,7 +4,10 @@
  * A scope is "resource:action": segments of [a-z0-9_.-]+ joined by ':'.
  * A granted scope may also be "*" (everything) or end in ":*" (every deeper
  * scope: "orders:*" covers "orders:read" and "orders:read:eu", not "orders").
- * Required scopes never contain '*'.
+ * Required scopes never contain '*'. Secrets scopes are "secrets:read:"
+ * or "secrets:write:" and a secret path (secrets.h: '/' and upper case
+ * allowed there); a grant may end the path in a slash and a star:
+ * "secrets:read:app/" + "*" covers every path under "app/".
  */
 #ifndef KEYWARD_SCOPE_H
 #define KEYWARD_SCOPE_H

@@ -146,12 +146,49 @@ static void test_scopes_cover(void **state)
     assert_true(kw_scopes_cover(star, 1, some, 2));
 }
 
+/* Secrets scopes (docs/secrets.md): "secrets:read:" / "secrets:write:"
+ * and a secret path, a grant ending the path in a slash and a star. */
+static void test_secrets_scopes(void **state)
+{
+    static const char *const grants[] = {"secrets:read:app/db_Password", "secrets:write:a.b/c-d",
+                                         "secrets:read:*", "secrets:read:app/*"};
+    static const char *const bad[] = {
+        "secrets:read:",    "secrets:read:app//x",   "secrets:read:/app",  "secrets:read:app/*x",
+        "secrets:read:a b", "secrets:read:app/../x", "secrets:read:app/**"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(grants) / sizeof(grants[0]); i++)
+        assert_true(kw_scope_grant_valid(grants[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(kw_scope_grant_valid(bad[i]));
+        assert_false(kw_scope_required_valid(bad[i]));
+    }
+    assert_true(kw_scope_required_valid("secrets:read:app/db_Password"));
+    assert_false(kw_scope_required_valid("secrets:read:app/*"));
+    assert_false(kw_scope_required_valid("secrets:read:*"));
+    /* upper case and '/' only in a secret path */
+    assert_false(kw_scope_grant_valid("Orders:read"));
+    assert_false(kw_scope_grant_valid("orders/x:read"));
+
+    assert_true(kw_scope_covers("secrets:read:app/*", "secrets:read:app/x"));
+    assert_true(kw_scope_covers("secrets:read:app/*", "secrets:read:app/x/y"));
+    assert_false(kw_scope_covers("secrets:read:app/*", "secrets:read:app"));
+    assert_false(kw_scope_covers("secrets:read:app/*", "secrets:read:apple/x"));
+    assert_false(kw_scope_covers("secrets:read:app/*", "secrets:write:app/x"));
+    assert_true(kw_scope_covers("secrets:read:*", "secrets:read:any/path"));
+    assert_false(kw_scope_covers("secrets:read:*", "secrets:write:any/path"));
+    assert_true(kw_scope_covers("secrets:*", "secrets:write:any/path"));
+    assert_true(kw_scope_covers("secrets:read:app/x", "secrets:read:app/x"));
+    assert_false(kw_scope_covers("secrets:read:app/x", "secrets:read:app/x/y"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_both),   cmocka_unit_test(test_wildcards_grant_only),
-        cmocka_unit_test(test_invalid_both), cmocka_unit_test(test_length_limit),
-        cmocka_unit_test(test_covers),       cmocka_unit_test(test_scopes_cover),
+        cmocka_unit_test(test_valid_both),     cmocka_unit_test(test_wildcards_grant_only),
+        cmocka_unit_test(test_invalid_both),   cmocka_unit_test(test_length_limit),
+        cmocka_unit_test(test_covers),         cmocka_unit_test(test_scopes_cover),
+        cmocka_unit_test(test_secrets_scopes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
