@@ -1110,26 +1110,26 @@ static kw_rc sq_secret_head_put(kw_store *base, const kwi_secret_head *h)
     return exec_stmt(s, st);
 }
 
-static kw_rc sq_secret_list(kw_store *base, const char *prefix, kwi_secret_head **out, size_t *n)
+/* Every row st gives, each filled in by fill into an element of `size`
+ * bytes of a new array (*out, free()); st is reset and unbound after. */
+static kw_rc collect(sqlite_store *s, sqlite3_stmt *st, size_t size,
+                     void (*fill)(sqlite3_stmt *, void *), void **out, size_t *n)
 {
-    sqlite_store *s = (sqlite_store *)base;
-    sqlite3_stmt *st = s->st[ST_SECRET_LIST];
-    kwi_secret_head *v = NULL, *grown;
+    unsigned char *v = NULL, *grown;
     size_t count = 0, cap = 0;
     kw_rc ret = KW_OK;
     int rc;
 
-    sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 16;
-            if ((grown = realloc(v, cap * sizeof(*v))) == NULL) {
+            if ((grown = realloc(v, cap * size)) == NULL) {
                 ret = KW_ERR_NOMEM;
                 break;
             }
             v = grown;
         }
-        head_of(st, &v[count++]);
+        fill(st, v + count++ * size);
     }
     if (ret == KW_OK && rc != SQLITE_DONE)
         ret = map_err(s, rc);
@@ -1142,6 +1142,20 @@ static kw_rc sq_secret_list(kw_store *base, const char *prefix, kwi_secret_head 
     *out = v;
     *n = count;
     return KW_OK;
+}
+
+static void head_fill(sqlite3_stmt *st, void *h)
+{
+    head_of(st, h);
+}
+
+static kw_rc sq_secret_list(kw_store *base, const char *prefix, kwi_secret_head **out, size_t *n)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *st = s->st[ST_SECRET_LIST];
+
+    sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+    return collect(s, st, sizeof(**out), head_fill, (void **)out, n);
 }
 
 static kw_rc sq_secret_version_put(kw_store *base, const char *path, const kwi_secret_version *v)
@@ -1207,39 +1221,19 @@ static kw_rc sq_secret_version_get(kw_store *base, const char *path, int64_t ver
     return ret;
 }
 
+static void version_fill(sqlite3_stmt *st, void *v)
+{
+    version_of(st, v);
+}
+
 static kw_rc sq_secret_versions(kw_store *base, const char *path, kwi_secret_version **out,
                                 size_t *n)
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = s->st[ST_SECRET_VERSIONS];
-    kwi_secret_version *v = NULL, *grown;
-    size_t count = 0, cap = 0;
-    kw_rc ret = KW_OK;
-    int rc;
 
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            if ((grown = realloc(v, cap * sizeof(*v))) == NULL) {
-                ret = KW_ERR_NOMEM;
-                break;
-            }
-            v = grown;
-        }
-        version_of(st, &v[count++]);
-    }
-    if (ret == KW_OK && rc != SQLITE_DONE)
-        ret = map_err(s, rc);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (ret != KW_OK) {
-        free(v);
-        return ret;
-    }
-    *out = v;
-    *n = count;
-    return KW_OK;
+    return collect(s, st, sizeof(**out), version_fill, (void **)out, n);
 }
 
 static kw_rc sq_secret_version_destroy(kw_store *base, const char *path, int64_t version,
