@@ -37,7 +37,7 @@ static int segments_valid(const char *s, size_t n)
 static int secrets_scope_valid(const char *s, size_t n, int grant)
 {
     static const char *const heads[] = {"secrets:read:", "secrets:write:"};
-    char path[KW_SCOPE_MAX_LEN + 1];
+    char path[KW_SECRETS_SCOPE_MAX_LEN + 1];
 
     for (size_t i = 0; i < 2; i++) {
         size_t h = strlen(heads[i]);
@@ -62,12 +62,10 @@ KW_API int kw_scope_required_valid(const char *s)
 
     if (s == NULL)
         return 0;
-    n = strnlen(s, KW_SCOPE_MAX_LEN + 1);
-    if (n > KW_SCOPE_MAX_LEN)
-        return 0;
-    if ((secrets = secrets_scope_valid(s, n, 0)) >= 0)
+    n = strnlen(s, KW_SECRETS_SCOPE_MAX_LEN + 1);
+    if (n <= KW_SECRETS_SCOPE_MAX_LEN && (secrets = secrets_scope_valid(s, n, 0)) >= 0)
         return secrets;
-    return segments_valid(s, n);
+    return n <= KW_SCOPE_MAX_LEN && segments_valid(s, n);
 }
 
 KW_API int kw_scope_grant_valid(const char *s)

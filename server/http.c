@@ -274,7 +274,7 @@ h2o_iovec_t kws_bearer(h2o_req_t *req)
 static void audit_refusal(h2o_req_t *req, h2o_iovec_t key, const char *scope, const char *code)
 {
     kws_thread *t = kws_thread_of(req);
-    char client[64], detail[64 + KW_SCOPE_MAX_LEN]; /* scopes need no escaping */
+    char client[64], detail[64 + KW_SECRETS_SCOPE_MAX_LEN]; /* scopes need no escaping */
     kw_key_parts parts;
     const char *target = "";
     kw_actor actor;
@@ -304,7 +304,7 @@ int kws_admin_key(h2o_req_t *req, const char *scope, char actor_id[static KW_ID_
     kw_verify_request vr = {.scopes = scopes, .nscopes = scope ? 1 : 0, .cost = 1};
     kw_verify_result res;
     h2o_iovec_t key = kws_bearer(req);
-    char msg[64 + KW_SCOPE_MAX_LEN];
+    char msg[64 + KW_SECRETS_SCOPE_MAX_LEN];
     kw_rc rc;
 
     if (key.len == 0) {

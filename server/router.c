@@ -87,7 +87,7 @@ static int dispatch(h2o_req_t *req, int *route)
         *route = KWS_R_SECRET;
         if (!method_is(req, "GET") && !method_is(req, "PUT") && !method_is(req, "DELETE"))
             return not_allowed(req, "GET, PUT, DELETE");
-        if (!kw_secret_path_valid(path))
+        if (memchr(path, '\0', n) != NULL || !kw_secret_path_valid(path)) /* %00 */
             return kws_send_error(req, 400, "bad_request",
                                   "not a secret path (segments of A-Z a-z 0-9 _ . - separated by "
                                   "'/')");

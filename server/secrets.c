@@ -40,8 +40,10 @@ int kws_secrets_list(h2o_req_t *req)
     kw_rc rc;
 
     prefix = kws_query(req, "prefix", &bad);
-    if (bad)
-        return kws_bad(req, "prefix is not valid URL encoding");
+    if (bad) {
+        kws_bad(req, "prefix is not valid URL encoding");
+        return 0; /* answered */
+    }
     if (!kws_admin_key(req, NULL, admin, &who)) /* any valid key: it sees what it may read */
         return 0;
     rc = kw_secrets_list(t->kw, prefix ? prefix : "", 0, &v, &n);
@@ -74,7 +76,8 @@ int kws_secrets_list(h2o_req_t *req)
 static int send_value(h2o_req_t *req, const char *path, int64_t version, const kw_secret *value)
 {
     const unsigned char *b = kw_secret_cdata(value);
-    size_t len = kw_secret_len(value), cap = 64 + 2 * KW_SECRET_PATH_MAX + 2 * len + len / 2;
+    /* room for the JSON escaping of any text (\u0001 is six bytes for one) */
+    size_t len = kw_secret_len(value), cap = 64 + 2 * KW_SECRET_PATH_MAX + 6 * len;
     char *body = malloc(cap), *text = NULL;
     json_t *s;
     int n, ret;
@@ -112,10 +115,12 @@ static int get_one(h2o_req_t *req, const char *path, const kw_actor *actor)
     kw_rc rc;
 
     if ((q = kws_query(req, "version", &bad)) != NULL || bad) {
-        char *end;
-        long long v = bad ? 0 : strtoll(q, &end, 10);
-        if (bad || v <= 0 || *end != '\0' || q[0] == '+')
-            return kws_bad(req, "version is a whole number of 1 or more");
+        char *end = NULL;
+        long long v = bad || q[0] < '0' || q[0] > '9' ? 0 : strtoll(q, &end, 10);
+        if (v <= 0 || *end != '\0') {
+            kws_bad(req, "version is a whole number of 1 or more");
+            return 0; /* answered */
+        }
         version = v;
     }
     rc = kw_secrets_get(t->kw, path, version, actor, &value, &version);

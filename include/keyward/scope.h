@@ -19,6 +19,9 @@ extern "C" {
 #endif
 
 #define KW_SCOPE_MAX_LEN 128
+/** A required secrets scope may be longer: "secrets:write:" and a path of
+ * up to 256 characters (a grant of a path that long is a prefix grant). */
+#define KW_SECRETS_SCOPE_MAX_LEN 270
 #define KW_SCOPES_MAX 64
 
 /** May `s` be granted to a key? (wildcards allowed) @return 1 or 0. */

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include <keyward/keyward.h>
@@ -178,6 +179,18 @@ static void test_secrets_scopes(void **state)
     assert_true(kw_scope_covers("secrets:read:*", "secrets:read:any/path"));
     assert_false(kw_scope_covers("secrets:read:*", "secrets:write:any/path"));
     assert_true(kw_scope_covers("secrets:*", "secrets:write:any/path"));
+    /* a required secrets scope may name a path of 256 characters; a grant,
+     * and any other scope, stays within 128 */
+    {
+        char longer[300];
+        snprintf(longer, sizeof(longer), "secrets:write:%0256d", 0);
+        assert_true(kw_scope_required_valid(longer));
+        assert_false(kw_scope_grant_valid(longer));
+        snprintf(longer, sizeof(longer), "secrets:write:%0257d", 0);
+        assert_false(kw_scope_required_valid(longer));
+        snprintf(longer, sizeof(longer), "orders:%0200d", 0);
+        assert_false(kw_scope_required_valid(longer));
+    }
     assert_true(kw_scope_covers("secrets:read:app/x", "secrets:read:app/x"));
     assert_false(kw_scope_covers("secrets:read:app/x", "secrets:read:app/x/y"));
 }
