@@ -65,6 +65,15 @@ int secret_undelete_main(kwc_global *g, int argc, char **argv);
 int secret_destroy_main(kwc_global *g, int argc, char **argv);
 int run_main(kwc_global *g, int argc, char **argv);
 
+/* A keyward server as the source of secrets (cli/remote.c). */
+typedef struct kwc_remote kwc_remote;
+int kwc_remote_open(kwc_remote **out, const char *addr, const kw_secret *token);
+void kwc_remote_close(kwc_remote *r);
+kw_rc kwc_remote_get(kwc_remote *r, const char *path, int64_t version, kw_secret **value, char *err,
+                     size_t err_len);
+kw_rc kwc_remote_list(kwc_remote *r, const char *prefix, kw_secret_info **out, size_t *n, char *err,
+                      size_t err_len);
+
 /* The actor of every change made from the command line. */
 const kw_actor *kwc_actor(void);
 

@@ -546,17 +546,52 @@ static int env_set(env_list *e, const char *name, size_t nlen, const char *value
     return 0;
 }
 
+/* Where `run` reads secrets: the database, or a server. */
+typedef struct source {
+    kw_ctx *ctx;
+    kwc_remote *remote;
+    char err[256];
+} source;
+
+static void src_err(source *s, kw_rc rc)
+{
+    snprintf(s->err, sizeof(s->err), "%s",
+             kw_errmsg(s->ctx)[0] ? kw_errmsg(s->ctx) : kw_strerror(rc));
+}
+
+static kw_rc src_get(source *s, const char *path, int64_t version, kw_secret **value)
+{
+    kw_rc rc;
+
+    if (s->remote != NULL)
+        return kwc_remote_get(s->remote, path, version, value, s->err, sizeof(s->err));
+    if ((rc = kw_secrets_get(s->ctx, path, version, kwc_actor(), value, NULL)) != KW_OK)
+        src_err(s, rc);
+    return rc;
+}
+
+static kw_rc src_list(source *s, const char *prefix, kw_secret_info **out, size_t *n)
+{
+    kw_rc rc;
+
+    if (s->remote != NULL)
+        return kwc_remote_list(s->remote, prefix, out, n, s->err, sizeof(s->err));
+    if ((rc = kw_secrets_list(s->ctx, prefix, 0, out, n)) != KW_OK)
+        src_err(s, rc);
+    return rc;
+}
+
 /* Read a secret into the variable `name`; an exit code after a message. */
-static int env_secret(const kwc_global *g, kw_ctx *ctx, env_list *e, const char *name, size_t nlen,
+static int env_secret(const kwc_global *g, source *src, env_list *e, const char *name, size_t nlen,
                       const char *path, int64_t version)
 {
     kw_secret *value = NULL;
-    kw_rc rc = kw_secrets_get(ctx, path, version, kwc_actor(), &value, NULL);
+    kw_rc rc = src_get(src, path, version, &value);
     int ret = 0;
 
     if (rc != KW_OK) {
         fprintf(stderr, "%s: %.*s: %s; the command was not started\n", g->name, (int)nlen, name,
-                kw_errmsg(ctx)[0] ? kw_errmsg(ctx) : kw_strerror(rc));
+                src->err);
         return kwc_exit_for(rc);
     }
     if (memchr(kw_secret_cdata(value), '\0', kw_secret_len(value)) != NULL) {
@@ -638,7 +673,7 @@ static const char *env_get(const env_list *e, const char *name)
 
 /* made: NAME=path of every variable a prefix made so far (two secrets
  * making one name is an error, not a silent choice). */
-static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, env_list *made,
+static int env_prefix(const kwc_global *g, source *src, env_list *e, env_list *made,
                       const char *prefix)
 {
     const char *other;
@@ -650,8 +685,11 @@ static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, env_list *m
 
     while (plen > 0 && prefix[plen - 1] == '/')
         plen--;
-    if ((rc = kw_secrets_list(ctx, prefix, 0, &v, &n)) != KW_OK)
-        return kwc_fail(g, rc, kw_errmsg(ctx));
+    if ((rc = src_list(src, prefix, &v, &n)) != KW_OK) {
+        fprintf(stderr, "%s: --prefix %s: %s; the command was not started\n", g->name, prefix,
+                src->err);
+        return kwc_exit_for(rc);
+    }
     for (size_t i = 0; ret == 0 && i < n; i++) {
         if (plen > 0 && v[i].path[plen] != '/')
             continue; /* "app" takes neither "apple/x" nor the secret "app" itself */
@@ -673,7 +711,7 @@ static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, env_list *m
         if (env_set(made, name, strlen(name), v[i].path, strlen(v[i].path)) != 0)
             ret = kwc_fail(g, KW_ERR_NOMEM, NULL);
         else
-            ret = env_secret(g, ctx, e, name, strlen(name), v[i].path, 0);
+            ret = env_secret(g, src, e, name, strlen(name), v[i].path, 0);
         found++;
     }
     free(v);
@@ -688,14 +726,29 @@ static int env_prefix(const kwc_global *g, kw_ctx *ctx, env_list *e, env_list *m
  * seed's secrets)? The child gets the secrets it is granted, never those. */
 static int keyward_own(const char *name, size_t len)
 {
-    static const char *const own[] = {"KEYWARD_MASTER_KEY", "KEYWARD_MASTER_KEY_CMD",
-                                      "KEYWARD_PEPPER", "KEYWARD_SEED_SIGNING_SECRET",
-                                      "KEYWARD_SEED_MASTER_KEY"};
+    static const char *const own[] = {
+        "KEYWARD_MASTER_KEY", "KEYWARD_MASTER_KEY_CMD",      "KEYWARD_PEPPER",
+        "KEYWARD_TOKEN",      "KEYWARD_SEED_SIGNING_SECRET", "KEYWARD_SEED_MASTER_KEY"};
 
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
         if (strlen(own[i]) == len && memcmp(own[i], name, len) == 0)
             return 1;
     return 0;
+}
+
+/* A server as the source: KEYWARD_ADDR, and an application key in
+ * KEYWARD_TOKEN (an environment variable, never argv). */
+static int open_remote(const kwc_global *g, const char *addr, kwc_remote **out)
+{
+    kw_secret *token = NULL;
+    int ret = kwc_read_secret(g, "KEYWARD_TOKEN", "key", &token);
+
+    if (ret != 0)
+        return ret;
+    if (kwc_remote_open(out, addr, token) != 0)
+        ret = kwc_fail(g, KW_ERR_NOMEM, "the HTTP client");
+    kw_secret_free(token);
+    return ret;
 }
 
 /* Does any variable look like a secret reference (good or not)? */
@@ -720,7 +773,8 @@ int run_main(kwc_global *g, int argc, char **argv)
     const char *prefixes[32], *files[32];
     size_t nprefixes = 0, nfiles = 0;
     env_list e = {0}, made = {0};
-    kw_ctx *ctx = NULL;
+    source src = {0};
+    const char *addr = getenv("KEYWARD_ADDR");
     char path[KW_SECRET_PATH_MAX + 1];
     int c, ret = 0;
 
@@ -746,8 +800,9 @@ int run_main(kwc_global *g, int argc, char **argv)
     }
     for (size_t i = 0; ret == 0 && i < nfiles; i++)
         ret = env_file(g, &e, files[i]);
-    if (ret == 0 && (nprefixes > 0 || has_refs(&e)) && /* else no database is needed */
-        (ret = open_secrets(g, &ctx)) != 0)
+    if (ret == 0 && (nprefixes > 0 || has_refs(&e)) && /* else nothing to open */
+        (ret = addr != NULL && addr[0] ? open_remote(g, addr, &src.remote)
+                                       : open_secrets(g, &src.ctx)) != 0)
         fprintf(stderr, "%s: the command was not started\n", g->name);
     /* references, in the environment and the env files */
     for (size_t i = 0; ret == 0 && i < e.n; i++) {
@@ -769,12 +824,13 @@ int run_main(kwc_global *g, int argc, char **argv)
                 break;
             }
             memcpy(name, e.v[i], nlen);
-            ret = env_secret(g, ctx, &e, name, nlen, path, version);
+            ret = env_secret(g, &src, &e, name, nlen, path, version);
         }
     }
     for (size_t i = 0; ret == 0 && i < nprefixes; i++)
-        ret = env_prefix(g, ctx, &e, &made, prefixes[i]);
-    kw_close(ctx);
+        ret = env_prefix(g, &src, &e, &made, prefixes[i]);
+    kw_close(src.ctx);
+    kwc_remote_close(src.remote);
     if (ret == 0) {
         char *none[] = {NULL};
         fflush(NULL);

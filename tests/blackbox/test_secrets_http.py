@@ -980,3 +980,64 @@ class WrongMasterKeyTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---- keyward run against a server (KEYWARD_ADDR, KEYWARD_TOKEN) ----------------
+
+
+class RunAgainstServerTest(SecretsCase):
+    """`keyward run` with KEYWARD_ADDR and an application key in
+    KEYWARD_TOKEN reads its secrets over HTTP, with that key's scopes, and
+    never opens a database."""
+
+    def run_child(self, token, *args, env=None):
+        """keyward run ARGS -- (dump the environment), against the server,
+        with --db naming no database: (code, the child's env or None, stderr)."""
+        e = {"KEYWARD_ADDR": "http://%s:%d" % (HOST, self.srv.port)}
+        if token is not None:
+            e["KEYWARD_TOKEN"] = token
+        e.update(env or {})
+        code, out, err = run_raw("sqlite:" + os.path.join(self.srv.tmp, "none", "x.db"),
+                                 ["run"] + list(args) + ["--", "python3", "-c",
+                                  "import os, json; print(json.dumps(dict(os.environ)))"],
+                                 env=e)
+        return code, (json.loads(out) if code == 0 else None), err
+
+    def test_values_and_scopes(self):
+        self.put_ok("rs/app/db_password", "pw-over-http", 1)
+        self.put_ok("rs/app/api.key", "ak", 1)
+        self.put_ok("rs/other/x", "not-granted", 1)
+        key, _ = self.app_key("secrets:read:rs/app/*")
+        code, env, err = self.run_child(key, "--prefix", "rs/app",
+                                        env={"REF": "kw://rs/app/db_password#1"})
+        self.assertEqual(code, 0, err)
+        self.assertEqual(env["DB_PASSWORD"], "pw-over-http")
+        self.assertEqual(env["API_KEY"], "ak")
+        self.assertEqual(env["REF"], "pw-over-http")
+        self.assertNotIn("X", env)
+        self.assertNotIn("KEYWARD_TOKEN", env)  # keyward's own key stays with keyward
+        # a path outside the key's scopes: refused, nothing started
+        code, env, err = self.run_child(key, env={"REF": "kw://rs/other/x"})
+        self.assertEqual(code, 1, err)
+        self.assertIn("403", err)
+        self.assertIn("the command was not started", err)
+        self.assertNotIn("not-granted", err)
+        # a missing one: 404
+        code, _, err = self.run_child(key, env={"REF": "kw://rs/app/nope"})
+        self.assertEqual(code, 1, err)
+        self.assertIn("404", err)
+        # no token: a usage error, nothing started
+        code, _, err = self.run_child(None, env={"REF": "kw://rs/app/db_password"})
+        self.assertEqual(code, 2, err)
+        self.assertIn("KEYWARD_TOKEN", err)
+        self.assertNotIn(key, err)
+        # no server there: a storage error
+        e = {"KEYWARD_ADDR": "http://%s:1" % HOST, "KEYWARD_TOKEN": key,
+             "REF": "kw://rs/app/db_password"}
+        code, _, err = run_raw("sqlite:/nonexistent/x.db", ["run", "--", "true"], env=e)
+        self.assertEqual(code, 4, err)
+        self.assertNotIn(key, err)
+        # every read was audited on the server, with the app key as actor
+        reads = [a for a in self.audit_records()
+                 if a["action"] == "secret.read" and a["target"].startswith("rs/")]
+        self.assertGreaterEqual(len(reads), 3)
