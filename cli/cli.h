@@ -65,6 +65,12 @@ int secret_undelete_main(kwc_global *g, int argc, char **argv);
 int secret_destroy_main(kwc_global *g, int argc, char **argv);
 int run_main(kwc_global *g, int argc, char **argv);
 
+/* Run argv (environment envp) as a child whose stdout and stderr pass
+ * through with every value of masks replaced by "***" (cli/mask.c; masks
+ * are sorted, longest first). Returns the child's exit status, or ends
+ * keyward with the child's signal. */
+int kwc_run_masked(const kwc_global *g, char **argv, char **envp, kw_secret **masks, size_t nmasks);
+
 /* A keyward server as the source of secrets (cli/remote.c). */
 typedef struct kwc_remote kwc_remote;
 int kwc_remote_open(kwc_remote **out, const char *addr, const kw_secret *token);

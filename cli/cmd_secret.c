@@ -26,6 +26,7 @@ enum {
     OPT_PREFIX,
     OPT_ENV_FILE,
     OPT_NEW_KEY_ENV,
+    OPT_MASK,
     OPT_HELP = 'h',
 };
 
@@ -43,14 +44,16 @@ static const char secret_help[] =
     "rm hides a secret until undelete or the next put; destroy erases a version.\n";
 
 static const char run_help[] =
-    "usage: keyward run [--prefix PATH]... [--env-file FILE]... -- COMMAND [ARGS...]\n\n"
+    "usage: keyward run [--prefix PATH]... [--env-file FILE]... [--mask] -- COMMAND [ARGS...]\n\n"
     "Starts COMMAND (in this process: same pid, its exit status) with secrets in\n"
     "its environment: every variable whose value is a reference kw://PATH or\n"
     "kw://PATH#VERSION (in the environment or an env file) gets the secret's\n"
     "value, and with --prefix every secret under PATH becomes a variable named\n"
     "after the rest of its path (app/db_password under app: DB_PASSWORD). Env\n"
     "files (NAME=VALUE lines) are read in order after the environment; the\n"
-    "prefixes last. A missing secret stops it: COMMAND is not started.\n";
+    "prefixes last. A missing secret stops it: COMMAND is not started.\n"
+    "--mask runs COMMAND as a child instead and replaces every secret value (of 4\n"
+    "bytes or more) in its output with ***; signals are passed on.\n";
 
 static int help(const char *text)
 {
@@ -547,10 +550,16 @@ static int env_set(env_list *e, const char *name, size_t nlen, const char *value
 }
 
 /* Where `run` reads secrets: the database, or a server. */
+#define MASKS_MAX 256
+#define MASK_MIN 4 /* shorter values are not masked: they would garble the output */
+
 typedef struct source {
     kw_ctx *ctx;
     kwc_remote *remote;
     char err[256];
+    int mask;                    /* --mask: keep each value for the filter */
+    kw_secret *masks[MASKS_MAX]; /* copies, in locked memory */
+    size_t nmasks;
 } source;
 
 static void src_err(source *s, kw_rc rc)
@@ -593,6 +602,20 @@ static int env_secret(const kwc_global *g, source *src, env_list *e, const char 
         fprintf(stderr, "%s: %.*s: %s; the command was not started\n", g->name, (int)nlen, name,
                 src->err);
         return kwc_exit_for(rc);
+    }
+    if (src->mask && kw_secret_len(value) >= MASK_MIN) {
+        if (src->nmasks == MASKS_MAX) {
+            fprintf(stderr, "%s: --mask: more than %d secrets; the command was not started\n",
+                    g->name, MASKS_MAX);
+            kw_secret_free(value);
+            return EXIT_USAGE;
+        }
+        if (kw_secret_from(&src->masks[src->nmasks], kw_secret_cdata(value),
+                           kw_secret_len(value)) != KW_OK) {
+            kw_secret_free(value);
+            return kwc_fail(g, KW_ERR_NOMEM, NULL);
+        }
+        src->nmasks++;
     }
     if (memchr(kw_secret_cdata(value), '\0', kw_secret_len(value)) != NULL) {
         fprintf(stderr,
@@ -767,6 +790,7 @@ int run_main(kwc_global *g, int argc, char **argv)
     static const struct option opts[] = {
         {"prefix", required_argument, NULL, OPT_PREFIX},
         {"env-file", required_argument, NULL, OPT_ENV_FILE},
+        {"mask", no_argument, NULL, OPT_MASK},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
     };
@@ -787,6 +811,8 @@ int run_main(kwc_global *g, int argc, char **argv)
             prefixes[nprefixes++] = optarg;
         else if (c == OPT_ENV_FILE)
             files[nfiles++] = optarg;
+        else if (c == OPT_MASK)
+            src.mask = 1;
         else
             return EXIT_USAGE;
     }
@@ -831,13 +857,18 @@ int run_main(kwc_global *g, int argc, char **argv)
         ret = env_prefix(g, &src, &e, &made, prefixes[i]);
     kw_close(src.ctx);
     kwc_remote_close(src.remote);
-    if (ret == 0) {
+    if (ret == 0 && src.mask) {
+        char *none[] = {NULL};
+        ret = kwc_run_masked(g, argv + optind, e.v != NULL ? e.v : none, src.masks, src.nmasks);
+    } else if (ret == 0) {
         char *none[] = {NULL};
         fflush(NULL);
         execvpe(argv[optind], argv + optind, e.v != NULL ? e.v : none);
         fprintf(stderr, "%s: %s: cannot be started\n", g->name, argv[optind]);
         ret = 127;
     }
+    for (size_t i = 0; i < src.nmasks; i++)
+        kw_secret_free(src.masks[i]);
     env_list_free(&e);
     env_list_free(&made);
     return ret;

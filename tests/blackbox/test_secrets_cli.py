@@ -784,3 +784,54 @@ class SecrecyAuditTest(SecretsCase):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class RunMaskTest(SecretsCase):
+    """keyward run --mask: the command runs as a child, and every secret
+    value of 4 bytes or more in its stdout and stderr becomes ***."""
+
+    def popen(self, *args):
+        p = subprocess.Popen([BIN, "--db", self.url, "run", "--mask"] + list(args),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=child_env(None), cwd=self.tmp)
+        out, err = p.communicate(timeout=60)
+        err = err.decode("utf-8", "replace")
+        for mark in SANITIZER_MARKS:
+            self.assertNotIn(mark, err)
+        return p, out.decode("utf-8", "replace"), err
+
+    def setUp(self):
+        super().setUp()
+        self.value = "m4sk-" + pysecrets.token_hex(8)
+        self.put("mk/api_key", self.value)
+        self.put("mk/longer", self.value + "-and-more")
+        self.put("mk/pin", "42")
+
+    def test_masked_in_stdout_and_stderr(self):
+        p, out, err = self.popen("--prefix", "mk", "--", "sh", "-c",
+                                 'echo "a=$API_KEY b=$LONGER pin=$PIN"; '
+                                 'echo "e=$API_KEY$API_KEY" >&2; exit 3')
+        self.assertEqual(p.returncode, 3, err)
+        self.assertEqual(out, "a=*** b=*** pin=42\n")  # the longer value as one; 2 bytes shown
+        self.assertIn("e=******", err)
+        self.assertNotIn(self.value, out + err)
+
+    def test_a_value_across_reads_is_masked(self):
+        script = ("import os, sys; v = os.environ['API_KEY']; "
+                  "sys.stdout.write('x' * 65530 + v + 'y' + v[:3]); sys.stdout.flush()")
+        p, out, err = self.popen("--prefix", "mk", "--", "python3", "-c", script)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(out, "x" * 65530 + "***y" + self.value[:3])
+        self.assertNotIn(self.value, out)
+
+    def test_signal_passes_through(self):
+        p, _, err = self.popen("--prefix", "mk", "--", "sh", "-c", "kill -TERM $$")
+        self.assertEqual(p.returncode, -15, err)
+
+    def test_not_started(self):
+        marker = os.path.join(self.tmp, "started")
+        p, _, err = self.popen("--prefix", "mk/none", "--", "touch", marker)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertFalse(os.path.exists(marker))
+        p, _, err = self.popen("--", "no-such-command-here")
+        self.assertEqual(p.returncode, 127, err)
