@@ -85,8 +85,9 @@ static int dispatch(h2o_req_t *req, int *route)
         memcpy(path, p.base + sizeof(SECRETS) - 1, n);
         path[n] = '\0';
         *route = KWS_R_SECRET;
-        if (!method_is(req, "GET") && !method_is(req, "PUT") && !method_is(req, "DELETE"))
-            return not_allowed(req, "GET, PUT, DELETE");
+        if (!method_is(req, "GET") && !method_is(req, "PUT") && !method_is(req, "DELETE") &&
+            !method_is(req, "POST"))
+            return not_allowed(req, "GET, PUT, DELETE, POST");
         if (memchr(path, '\0', n) != NULL || !kw_secret_path_valid(path)) /* %00 */
             return kws_send_error(req, 400, "bad_request",
                                   "not a secret path (segments of A-Z a-z 0-9 _ . - separated by "

@@ -208,10 +208,68 @@ static int put_one(h2o_req_t *req, const char *path, const kw_actor *actor)
     return kws_send_text(req, version == 1 ? 201 : 200, body);
 }
 
+/* GET ?history: the versions kept, newest first (never a value). */
+static int history(h2o_req_t *req, const char *path)
+{
+    kws_thread *t = kws_thread_of(req);
+    kw_secret_version_info *v = NULL;
+    json_t *o, *list;
+    size_t n = 0;
+    kw_rc rc = kw_secrets_history(t->kw, path, &v, &n);
+
+    if (rc != KW_OK)
+        return send_secrets_rc(req, rc, kw_errmsg(t->kw));
+    o = json_object();
+    list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char at[32];
+        json_t *e = json_object();
+        kw_time_format(at, v[i].created_at);
+        json_object_set_new(e, "version", json_integer(v[i].version));
+        json_object_set_new(e, "created_at", json_string(at));
+        json_object_set_new(e, "destroyed", json_boolean(v[i].destroyed_at != 0));
+        json_array_append_new(list, e);
+    }
+    json_object_set_new(o, "path", json_string(path));
+    json_object_set_new(o, "versions", list);
+    free(v);
+    return kws_send_json(req, 200, o);
+}
+
+/* DELETE: soft delete; with ?version=N, destroy that version for good. */
+static int delete_one(h2o_req_t *req, const char *path, const kw_actor *actor)
+{
+    kws_thread *t = kws_thread_of(req);
+    char body[96 + KW_SECRET_PATH_MAX], *end = NULL;
+    int bad = 0;
+    const char *q = kws_query(req, "version", &bad);
+    long long v = 0;
+    kw_rc rc;
+
+    if (q != NULL || bad) {
+        v = bad || q[0] < '0' || q[0] > '9' ? 0 : strtoll(q, &end, 10);
+        if (v <= 0 || *end != '\0') {
+            kws_bad(req, "version is a whole number of 1 or more");
+            return 0; /* answered */
+        }
+        rc = kw_secrets_destroy(t->kw, path, v, actor);
+    } else {
+        rc = kw_secrets_delete(t->kw, path, actor);
+    }
+    if (rc != KW_OK)
+        return send_secrets_rc(req, rc, kw_errmsg(t->kw));
+    if (v > 0)
+        snprintf(body, sizeof(body), "{\"path\":\"%s\",\"version\":%lld,\"destroyed\":true}", path,
+                 v);
+    else
+        snprintf(body, sizeof(body), "{\"path\":\"%s\",\"deleted\":true}", path);
+    return kws_send_text(req, 200, body);
+}
+
 int kws_secret_item(h2o_req_t *req, const char *path)
 {
     kws_thread *t = kws_thread_of(req);
-    int read = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
+    int read = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")), bad = 0;
     char admin[KW_ID_LEN + 1], client[64], scope[SCOPE_MAX], body[64 + KW_SECRET_PATH_MAX];
     kw_actor actor = {admin, client};
     kw_rc rc;
@@ -221,12 +279,18 @@ int kws_secret_item(h2o_req_t *req, const char *path)
         return 0;
     kws_peer(req, client, sizeof(client));
     if (read)
-        return get_one(req, path, &actor);
+        return kws_query(req, "history", &bad) != NULL ? history(req, path)
+                                                       : get_one(req, path, &actor);
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT")))
         return put_one(req, path, &actor);
-    rc = kw_secrets_delete(t->kw, path, &actor);
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE")))
+        return delete_one(req, path, &actor);
+    /* POST ?undelete */
+    if (kws_query(req, "undelete", &bad) == NULL)
+        return kws_send_error(req, 400, "bad_request", "POST takes ?undelete");
+    rc = kw_secrets_undelete(t->kw, path, &actor);
     if (rc != KW_OK)
         return send_secrets_rc(req, rc, kw_errmsg(t->kw));
-    snprintf(body, sizeof(body), "{\"path\":\"%s\",\"deleted\":true}", path);
+    snprintf(body, sizeof(body), "{\"path\":\"%s\",\"deleted\":false}", path);
     return kws_send_text(req, 200, body);
 }

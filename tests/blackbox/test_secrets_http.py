@@ -31,7 +31,7 @@ NO_MASTER = {"KEYWARD_MASTER_KEY": None, "KEYWARD_MASTER_KEY_CMD": None}
 ITEM_FIELDS_TEXT = ["path", "version", "value"]
 ITEM_FIELDS_B64 = ["path", "version", "value_base64"]
 LIST_FIELDS = ["path", "version", "updated_at"]
-ALLOW_ITEM = "GET, PUT, DELETE"
+ALLOW_ITEM = "GET, PUT, DELETE, POST"
 
 
 def b64(data):
@@ -457,7 +457,7 @@ class SecretsApiTest(SecretsCase):
                          {"path": "esc/other/x", "version": 1, "value": "outside"})
 
     def test_methods_not_allowed(self):
-        for method in ("POST", "PATCH"):
+        for method in ("PATCH", "OPTIONS"):
             for auth in (self.admin, ""):
                 with self.subTest(method=method, auth=bool(auth)):
                     st, h, d = self.req(method, "/v1/secrets/mna/x", {"value": "p"},
@@ -470,6 +470,42 @@ class SecretsApiTest(SecretsCase):
                 self.expect((st, h, d), 405, "method_not_allowed")
                 self.assertEqual(h.get("allow"), "GET")
         self.expect(self.get_secret("mna/x"), 404, "not_found")
+
+    def test_history_destroy_undelete(self):
+        """GET ?history lists the versions (never a value); DELETE
+        ?version=N destroys one; POST ?undelete brings a deleted secret back;
+        each behind the path's read or write scope."""
+        self.put_ok("hdu/x", "v-one", 1)
+        self.put_ok("hdu/x", "v-two", 2)
+        st, _, d = self.call("GET", "/v1/secrets/hdu/x?history")
+        self.assertEqual(st, 200, d)
+        self.assertEqual([v["version"] for v in d["versions"]], [2, 1])
+        self.assertNotIn("v-one", json.dumps(d))
+        st, _, d = self.call("DELETE", "/v1/secrets/hdu/x?version=1")
+        self.assertEqual((st, d), (200, {"path": "hdu/x", "version": 1, "destroyed": True}))
+        self.expect(self.get_secret("hdu/x", "?version=1"), 404, "not_found")
+        self.assertEqual(self.value_of("hdu/x")["value"], "v-two")
+        st, _, d = self.call("GET", "/v1/secrets/hdu/x?history")
+        self.assertEqual([v["destroyed"] for v in d["versions"]], [False, True])
+        self.expect(self.call("DELETE", "/v1/secrets/hdu/x?version=1"), 404, "not_found")
+        self.expect(self.call("DELETE", "/v1/secrets/hdu/x?version=0"), 400, "bad_request")
+        st, _, d = self.call("DELETE", "/v1/secrets/hdu/x")
+        self.assertEqual((st, d), (200, {"path": "hdu/x", "deleted": True}))
+        self.expect(self.get_secret("hdu/x"), 404, "not_found")
+        self.expect(self.call("POST", "/v1/secrets/hdu/x"), 400, "bad_request")
+        st, _, d = self.call("POST", "/v1/secrets/hdu/x?undelete")
+        self.assertEqual((st, d), (200, {"path": "hdu/x", "deleted": False}))
+        self.assertEqual(self.value_of("hdu/x")["value"], "v-two")
+        self.expect(self.call("POST", "/v1/secrets/hdu/x?undelete"), 409, "conflict")
+        # scopes: history is a read; destroy and undelete are writes
+        reader, _ = self.app_key("secrets:read:hdu/*")
+        st, _, _ = self.req("GET", "/v1/secrets/hdu/x?history", auth=reader)
+        self.assertEqual(st, 200)
+        for method, url in (("DELETE", "/v1/secrets/hdu/x?version=2"),
+                            ("POST", "/v1/secrets/hdu/x?undelete")):
+            st, _, d = self.req(method, url, auth=reader)
+            self.assertEqual(st, 403, (method, url, d))
+        self.assertEqual(self.value_of("hdu/x")["value"], "v-two")
 
     def test_bad_put_bodies_write_nothing(self):
         self.put_ok("bad/p", "orig", 1)
