@@ -132,7 +132,7 @@ static int get_one(h2o_req_t *req, const char *path, const kw_actor *actor)
 }
 
 /* The value of a PUT body: "value" (text) or "value_base64", into locked
- * memory; the body's copies are wiped. */
+ * memory (the caller wipes the body's copies). */
 static kw_secret *body_value(h2o_req_t *req, json_t *o, int64_t *cas)
 {
     json_t *text = json_object_get(o, "value"), *b64 = json_object_get(o, "value_base64"),
@@ -164,7 +164,6 @@ static kw_secret *body_value(h2o_req_t *req, json_t *o, int64_t *cas)
         if (len > 0 && len <= KW_SECRET_VALUE_MAX &&
             kw_secret_from(&out, json_string_value(text), len) != KW_OK)
             out = NULL;
-        sodium_memzero((char *)json_string_value(text), len);
     } else {
         const char *s = json_string_value(b64);
         size_t slen = json_string_length(b64);
@@ -177,9 +176,7 @@ static kw_secret *body_value(h2o_req_t *req, json_t *o, int64_t *cas)
         } else if (out != NULL) {
             kw_secret_truncate(out, len);
         }
-        sodium_memzero((char *)s, slen);
     }
-    sodium_memzero(req->entity.base, req->entity.len);
     if (out == NULL)
         kws_bad(req, "a value is 1 to 64000 bytes (value_base64: standard base64 with padding)");
     return out;
@@ -194,9 +191,19 @@ static int put_one(h2o_req_t *req, const char *path, const kw_actor *actor)
     json_t *o;
     kw_rc rc;
 
-    if ((o = kws_body_object(req)) == NULL)
+    if ((o = kws_body_object(req)) == NULL) {
+        sodium_memzero(req->entity.base, req->entity.len);
         return 0;
+    }
     value = body_value(req, o, &cas);
+    /* the value's copies outside locked memory, wiped whatever happened:
+     * jansson's strings (written over in place) and the request body */
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(o, i ? "value_base64" : "value");
+        if (json_is_string(v))
+            sodium_memzero((char *)json_string_value(v), json_string_length(v));
+    }
+    sodium_memzero(req->entity.base, req->entity.len);
     json_decref(o);
     if (value == NULL)
         return 0;
