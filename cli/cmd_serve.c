@@ -45,6 +45,7 @@ int serve_main(kwc_global *g, int argc, char **argv)
     };
     kws_config cfg;
     kw_secret *pepper = NULL, *seed_signing = NULL, *seed_master = NULL, *master_key = NULL;
+    char *file = NULL; /* the secrets' master key file */
     kw_ctx *probe = NULL;
     uint64_t n;
     int c, ret;
@@ -109,12 +110,16 @@ int serve_main(kwc_global *g, int argc, char **argv)
     {
         /* the secrets' master key: optional (without it /v1/secrets answers
          * 503), but one that is given and wrong stops the start */
-        char why[200] = "", *file = kw_master_key_default_path(g->db_url);
+        char why[200] = "";
         const char *env = getenv("KEYWARD_MASTER_KEY"), *cmd = getenv("KEYWARD_MASTER_KEY_CMD");
-        int given = (env && env[0]) || (cmd && cmd[0]) || (file && access(file, F_OK) == 0);
-        kw_rc mrc = given ? kw_master_key_load(&master_key, file, why, sizeof(why)) : KW_OK;
-        free(file);
+        int given;
+        kw_rc mrc;
+
+        file = kw_master_key_default_path(g->db_url);
+        given = (env && env[0]) || (cmd && cmd[0]) || (file && access(file, F_OK) == 0);
+        mrc = given ? kw_master_key_load(&master_key, file, why, sizeof(why)) : KW_OK;
         if (mrc != KW_OK) {
+            free(file);
             kw_secret_free(seed_signing);
             kw_secret_free(seed_master);
             kw_secret_free(pepper);
@@ -124,9 +129,11 @@ int serve_main(kwc_global *g, int argc, char **argv)
             fprintf(stderr, "%s: no master key: /v1/secrets answers 503 (see docs/secrets.md)\n",
                     g->name);
         cfg.master_key = master_key;
+        cfg.master_key_file = file;
     }
     ret = kws_run(&cfg);
     kw_secret_free(master_key);
+    free(file);
     kw_secret_free(seed_signing);
     kw_secret_free(seed_master);
     kw_secret_free(pepper);

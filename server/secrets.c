@@ -27,6 +27,27 @@ static int send_secrets_rc(h2o_req_t *req, kw_rc rc, const char *msg)
     return kws_send_rc(req, rc, msg);
 }
 
+/* After a rotation made elsewhere (keyward master-key rotate), the key a
+ * thread holds no longer opens the secrets: read the master key again from
+ * where the server took it (<db>.master, or KEYWARD_MASTER_KEY_CMD), at
+ * most once a second per thread, and take it if it is the database's. */
+static int master_reloaded(kws_thread *t)
+{
+    int64_t now = kw_now() * 1000;
+    kw_secret *key = NULL;
+    char why[200];
+    kw_rc rc;
+
+    if (t->cfg->master_key == NULL || now - t->master_reload_ms < 1000)
+        return 0; /* none at start: none now; or just tried */
+    t->master_reload_ms = now;
+    if (kw_master_key_load(&key, t->cfg->master_key_file, why, sizeof(why)) != KW_OK)
+        return 0;
+    rc = kw_secrets_master(t->kw, key);
+    kw_secret_free(key);
+    return rc == KW_OK;
+}
+
 int kws_secrets_list(h2o_req_t *req)
 {
     kws_thread *t = kws_thread_of(req);
@@ -124,6 +145,8 @@ static int get_one(h2o_req_t *req, const char *path, const kw_actor *actor)
         version = v;
     }
     rc = kw_secrets_get(t->kw, path, version, actor, &value, &version);
+    if (rc == KW_ERR_MASTER_KEY && master_reloaded(t))
+        rc = kw_secrets_get(t->kw, path, version, actor, &value, &version);
     if (rc != KW_OK)
         return send_secrets_rc(req, rc, kw_errmsg(t->kw));
     ret = send_value(req, path, version, value);
@@ -208,6 +231,8 @@ static int put_one(h2o_req_t *req, const char *path, const kw_actor *actor)
     if (value == NULL)
         return 0;
     rc = kw_secrets_put(t->kw, path, value, cas, actor, &version);
+    if (rc == KW_ERR_MASTER_KEY && master_reloaded(t))
+        rc = kw_secrets_put(t->kw, path, value, cas, actor, &version);
     kw_secret_free(value);
     if (rc != KW_OK)
         return send_secrets_rc(req, rc, kw_errmsg(t->kw));

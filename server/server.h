@@ -36,6 +36,7 @@ typedef struct kws_config {
     const kw_secret *seed_signing; /* the seed system's secrets, or NULL (borrowed) */
     const kw_secret *seed_master;
     const kw_secret *master_key; /* the secrets' master key, or NULL: /v1/secrets answers 503 */
+    const char *master_key_file; /* where it is read again after a rotation (<db>.master) */
 } kws_config;
 
 /* Routes, for metrics. */
@@ -87,6 +88,7 @@ typedef struct kws_thread {
     kws_metrics metrics;
     uint64_t req_started_us;            /* when the request being routed arrived */
     h2o_multithread_receiver_t created; /* finished creations (create.c) */
+    int64_t master_reload_ms;           /* when the master key was last read again */
 } kws_thread;
 
 /* The h2o configuration every loop shares: one handler, kws_route. */

@@ -1077,3 +1077,32 @@ class RunAgainstServerTest(SecretsCase):
         reads = [a for a in self.audit_records()
                  if a["action"] == "secret.read" and a["target"].startswith("rs/")]
         self.assertGreaterEqual(len(reads), 3)
+
+
+class RotationWhileServingTest(SecretsCase):
+    """`keyward master-key rotate` while a server runs: the server reads the
+    master key again from <db>.master when its own no longer opens the
+    secrets, so reads and writes go on without a restart."""
+
+    def test_rotation_without_restart(self):
+        self.put_ok("rot/x", "before-rotation", 1)
+        r = self.cli_ok("master-key", "rotate")
+        self.assertIn("master key rotated", r.out)
+        deadline = time.time() + 3
+        while True:
+            st, _, d = self.get_secret("rot/x")
+            if st == 200 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual((st, d.get("value")), (200, "before-rotation"), d)
+        # every thread of the server: a few more reads and a write
+        for _ in range(6):
+            deadline = time.time() + 3
+            while True:
+                st, _, d = self.get_secret("rot/x")
+                if st == 200 or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(st, 200, d)
+        self.put_ok("rot/x", "after-rotation", 2)
+        self.assertEqual(self.value_of("rot/x")["value"], "after-rotation")
