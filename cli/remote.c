@@ -3,6 +3,8 @@
  * GET /v1/secrets/{path} with libcurl. Bodies are wiped after use. */
 #include "cli.h"
 
+#include "../lib/internal.h" /* kwi_secret_value_of */
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -158,11 +160,9 @@ kw_rc kwc_remote_get(kwc_remote *r, const char *path, int64_t version, kw_secret
                      size_t err_len)
 {
     char rest[64 + KW_SECRET_PATH_MAX];
-    const char *s;
-    json_t *j, *v;
+    json_t *j;
     long status = 0;
     kw_rc rc = KW_OK;
-    size_t n = 0;
 
     if (version > 0)
         snprintf(rest, sizeof(rest), "/v1/secrets/%s?version=%lld", path, (long long)version);
@@ -172,25 +172,8 @@ kw_rc kwc_remote_get(kwc_remote *r, const char *path, int64_t version, kw_secret
         return KW_ERR_IO;
     if (status != 200) {
         rc = refusal(j, status, err, err_len);
-    } else if ((v = json_object_get(j, "value")) != NULL && json_is_string(v)) {
-        n = json_string_length(v);
-        rc = n > 0 ? kw_secret_from(value, json_string_value(v), n) : KW_ERR_INVALID;
-        sodium_memzero((char *)json_string_value(v), n);
-    } else if ((v = json_object_get(j, "value_base64")) != NULL && json_is_string(v)) {
-        s = json_string_value(v);
-        rc = kw_secret_new(value, json_string_length(v) * 3 / 4 + 3);
-        if (rc == KW_OK && (sodium_base642bin(kw_secret_data(*value), kw_secret_len(*value), s,
-                                              json_string_length(v), NULL, &n, NULL,
-                                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
-                            n == 0)) {
-            kw_secret_free(*value);
-            rc = KW_ERR_INVALID;
-        } else if (rc == KW_OK) {
-            kw_secret_truncate(*value, n);
-        }
-        sodium_memzero((char *)s, json_string_length(v));
     } else {
-        rc = KW_ERR_INVALID;
+        rc = kwi_secret_value_of(j, value);
     }
     if (rc == KW_ERR_INVALID)
         snprintf(err, err_len, "%s: the answer holds no value", r->addr);

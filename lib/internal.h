@@ -285,6 +285,13 @@ kw_rc kwi_master_key_hex(kw_secret **out, const char *hex, size_t len);
 /* Forget ctx's master key (lib/secrets.c). */
 void kwi_secrets_free(kw_ctx *ctx);
 
+/* The value in a server's answer to GET /v1/secrets/{path} (a parsed JSON
+ * object: "value" text or "value_base64"), into locked memory; the
+ * answer's copy is wiped. KW_ERR_INVALID if it holds no value of 1 to
+ * KW_SECRET_VALUE_MAX bytes (lib/secrets.c). */
+struct json_t;
+kw_rc kwi_secret_value_of(struct json_t *answer, kw_secret **value);
+
 /* Environment files and secret references (lib/envfile.c, `keyward run`). */
 #define KWI_ENV_NAME_MAX 128
 #define KWI_ENV_VARS_MAX 4096

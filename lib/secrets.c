@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -662,6 +663,39 @@ KW_API kw_rc kw_secrets_rotate_master(kw_ctx *ctx, const kw_secret *new_master,
     if (count_out != NULL)
         *count_out = n;
     return KW_OK;
+}
+
+kw_rc kwi_secret_value_of(json_t *answer, kw_secret **value)
+{
+    json_t *text = json_object_get(answer, "value"), *b64 = json_object_get(answer, "value_base64");
+    kw_secret *out = NULL;
+    size_t n = 0;
+    kw_rc rc = KW_ERR_INVALID;
+
+    if (json_is_string(text)) {
+        n = json_string_length(text);
+        if (n > 0 && n <= KW_SECRET_VALUE_MAX)
+            rc = kw_secret_from(&out, json_string_value(text), n);
+        sodium_memzero((char *)json_string_value(text), n);
+    } else if (json_is_string(b64)) {
+        const char *s = json_string_value(b64);
+        size_t slen = json_string_length(b64);
+        if (slen <= (KW_SECRET_VALUE_MAX + 2) / 3 * 4 &&
+            (rc = kw_secret_new(&out, slen / 4 * 3 + 3)) == KW_OK &&
+            (sodium_base642bin(kw_secret_data(out), kw_secret_len(out), s, slen, NULL, &n, NULL,
+                               sodium_base64_VARIANT_ORIGINAL) != 0 ||
+             n == 0 || n > KW_SECRET_VALUE_MAX)) {
+            kw_secret_free(out);
+            out = NULL;
+            rc = KW_ERR_INVALID;
+        } else if (rc == KW_OK) {
+            kw_secret_truncate(out, n);
+        }
+        sodium_memzero((char *)s, slen);
+    }
+    if (rc == KW_OK)
+        *value = out;
+    return rc == KW_ERR_NOMEM ? rc : rc == KW_OK ? KW_OK : KW_ERR_INVALID;
 }
 
 void kwi_secrets_free(kw_ctx *ctx)
