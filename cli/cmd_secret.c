@@ -27,11 +27,12 @@ enum {
     OPT_ENV_FILE,
     OPT_NEW_KEY_ENV,
     OPT_MASK,
+    OPT_KEEP,
     OPT_HELP = 'h',
 };
 
 static const char secret_help[] =
-    "usage: keyward secret put PATH [--file F] [--cas N]    (the value on stdin)\n"
+    "usage: keyward secret put PATH [--file F] [--cas N] [--keep N]    (the value on stdin)\n"
     "       keyward secret get PATH [--version N]\n"
     "       keyward secret list [PREFIX] [--deleted] [--json]\n"
     "       keyward secret history PATH [--json]\n"
@@ -40,7 +41,8 @@ static const char secret_help[] =
     "Secrets are sealed in the database under the master key (KEYWARD_MASTER_KEY,\n"
     "KEYWARD_MASTER_KEY_CMD, or <db>.master: 'keyward master-key init'). A value\n"
     "is read from stdin (one trailing newline dropped) or --file, never argv.\n"
-    "put --cas N writes only if N is the current version (0: only a new secret).\n"
+    "put --cas N writes only if N is the current version (0: only a new secret);\n"
+    "--keep N: the secret keeps its last N versions (1-100; 10 until set).\n"
     "rm hides a secret until undelete or the next put; destroy erases a version.\n";
 
 static const char run_help[] =
@@ -247,13 +249,14 @@ int secret_put_main(kwc_global *g, int argc, char **argv)
     static const struct option opts[] = {
         {"file", required_argument, NULL, OPT_FILE},
         {"cas", required_argument, NULL, OPT_CAS},
+        {"keep", required_argument, NULL, OPT_KEEP},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
     };
     const char *path, *file = NULL;
     kw_secret *value = NULL;
     kw_ctx *ctx = NULL;
-    int64_t cas = -1, version;
+    int64_t cas = -1, version, keep = 0;
     int c, ret, fd;
     kw_rc rc;
 
@@ -265,6 +268,11 @@ int secret_put_main(kwc_global *g, int argc, char **argv)
         else if (c == OPT_CAS) {
             if ((ret = version_opt(g, "--cas", optarg, 0, &cas)) != 0)
                 return ret;
+        } else if (c == OPT_KEEP) {
+            if ((ret = version_opt(g, "--keep", optarg, 1, &keep)) != 0)
+                return ret;
+            if (keep > KW_SECRET_KEEP_MAX)
+                return kwc_usage(g, "--keep takes 1 to %d", KW_SECRET_KEEP_MAX);
         } else
             return EXIT_USAGE;
     }
@@ -292,6 +300,8 @@ int secret_put_main(kwc_global *g, int argc, char **argv)
     }
     rc = kw_secrets_put(ctx, path, value, cas, kwc_actor(), &version);
     kw_secret_free(value);
+    if (rc == KW_OK && keep > 0) /* after the write: the secret exists now */
+        rc = kw_secrets_keep(ctx, path, keep, kwc_actor());
     if (rc == KW_OK)
         printf("%s: version %lld\n", path, (long long)version);
     ret = rc == KW_OK ? EXIT_DONE : kwc_fail(g, rc, kw_errmsg(ctx));
@@ -383,8 +393,9 @@ int secret_list_main(kwc_global *g, int argc, char **argv)
         if (json) {
             printf("%s{\"path\":", i ? "," : "");
             kwc_print_json_string(v[i].path);
-            printf(",\"version\":%lld,\"updated_at\":\"%s\",\"deleted\":%s}",
-                   (long long)v[i].version, up, v[i].deleted_at ? "true" : "false");
+            printf(",\"version\":%lld,\"keep\":%lld,\"updated_at\":\"%s\",\"deleted\":%s}",
+                   (long long)v[i].version, (long long)v[i].keep, up,
+                   v[i].deleted_at ? "true" : "false");
         } else {
             printf("%-40s  %7lld  %-20s  %s\n", v[i].path, (long long)v[i].version, up, del);
         }

@@ -379,6 +379,7 @@ KW_API kw_rc kw_secrets_put(kw_ctx *ctx, const char *path, const kw_secret *valu
             memset(&h, 0, sizeof(h));
             kwi_strlcpy(h.path, path, sizeof(h.path));
             h.created_at = now;
+            h.keep = KW_SECRET_KEEP;
             rc = KW_OK;
         } else {
             store_err(ctx, rc);
@@ -398,9 +399,8 @@ KW_API kw_rc kw_secrets_put(kw_ctx *ctx, const char *path, const kw_secret *valu
         h.deleted_at = 0;
         rc = store_err(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
     }
-    if (rc == KW_OK && v > KW_SECRET_KEEP)
-        rc =
-            store_err(ctx, ctx->store->ops->secret_prune(ctx->store, path, v - KW_SECRET_KEEP + 1));
+    if (rc == KW_OK && v > h.keep)
+        rc = store_err(ctx, ctx->store->ops->secret_prune(ctx->store, path, v - h.keep + 1));
     if (rc == KW_OK)
         rc = audit(ctx, actor, "secret.write", path, v);
     rc = end(ctx, rc);
@@ -506,6 +506,7 @@ KW_API kw_rc kw_secrets_list(kw_ctx *ctx, const char *prefix, int deleted, kw_se
         v[k].created_at = h[i].created_at;
         v[k].updated_at = h[i].updated_at;
         v[k].deleted_at = h[i].deleted_at;
+        v[k].keep = h[i].keep;
         k++;
     }
     free(h);
@@ -565,6 +566,33 @@ static kw_rc set_deleted(kw_ctx *ctx, const char *path, int deleted, const kw_ac
     }
     if (rc == KW_OK)
         rc = audit(ctx, actor, deleted ? "secret.delete" : "secret.undelete", path, 0);
+    return end(ctx, rc);
+}
+
+KW_API kw_rc kw_secrets_keep(kw_ctx *ctx, const char *path, int64_t keep, const kw_actor *actor)
+{
+    kwi_secret_head h;
+    char detail[48];
+    kw_rc rc;
+
+    if ((rc = need(ctx, path, 0)) != KW_OK)
+        return rc;
+    if (keep < 1 || keep > KW_SECRET_KEEP_MAX) {
+        kwi_seterr(ctx, "a secret keeps 1 to %d versions", KW_SECRET_KEEP_MAX);
+        return KW_ERR_INVALID;
+    }
+    if ((rc = begin(ctx)) != KW_OK)
+        return rc;
+    rc = store_err(ctx, ctx->store->ops->secret_head(ctx->store, path, &h));
+    if (rc == KW_OK) {
+        h.keep = keep;
+        rc = store_err(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
+    }
+    if (rc == KW_OK && h.current > keep)
+        rc = store_err(ctx, ctx->store->ops->secret_prune(ctx->store, path, h.current - keep + 1));
+    snprintf(detail, sizeof(detail), "{\"keep\":%lld}", (long long)keep);
+    if (rc == KW_OK)
+        rc = kwi_audit_append(ctx, actor, "secret.keep", path, "ok", detail);
     return end(ctx, rc);
 }
 

@@ -167,7 +167,8 @@ static kw_secret *body_value(h2o_req_t *req, json_t *o, int64_t *cas)
 
     json_object_foreach(o, k, v)
     {
-        if (strcmp(k, "value") != 0 && strcmp(k, "value_base64") != 0 && strcmp(k, "cas") != 0) {
+        if (strcmp(k, "value") != 0 && strcmp(k, "value_base64") != 0 && strcmp(k, "cas") != 0 &&
+            strcmp(k, "keep") != 0) {
             kws_bad(req, "unknown field \"%.64s\"", k);
             return NULL;
         }
@@ -181,6 +182,13 @@ static kw_secret *body_value(h2o_req_t *req, json_t *o, int64_t *cas)
         kws_bad(req, "cas is a version (0: only a new secret)");
         return NULL;
     }
+    c = json_object_get(o, "keep");
+    if (c != NULL && (!json_is_integer(c) || json_integer_value(c) < 1 ||
+                      json_integer_value(c) > KW_SECRET_KEEP_MAX)) {
+        kws_bad(req, "keep is how many versions to keep: 1 to %d", KW_SECRET_KEEP_MAX);
+        return NULL;
+    }
+    c = json_object_get(o, "cas");
     *cas = c != NULL ? json_integer_value(c) : -1;
     if (text != NULL) {
         len = json_string_length(text);
@@ -209,7 +217,7 @@ static int put_one(h2o_req_t *req, const char *path, const kw_actor *actor)
 {
     kws_thread *t = kws_thread_of(req);
     kw_secret *value;
-    int64_t cas, version;
+    int64_t cas, version, keep;
     char body[64 + KW_SECRET_PATH_MAX];
     json_t *o;
     kw_rc rc;
@@ -219,6 +227,7 @@ static int put_one(h2o_req_t *req, const char *path, const kw_actor *actor)
         return 0;
     }
     value = body_value(req, o, &cas);
+    keep = json_integer_value(json_object_get(o, "keep")); /* 0 when absent */
     /* the value's copies outside locked memory, wiped whatever happened:
      * jansson's strings (written over in place) and the request body */
     for (int i = 0; i < 2; i++) {
@@ -234,6 +243,8 @@ static int put_one(h2o_req_t *req, const char *path, const kw_actor *actor)
     if (rc == KW_ERR_MASTER_KEY && master_reloaded(t))
         rc = kw_secrets_put(t->kw, path, value, cas, actor, &version);
     kw_secret_free(value);
+    if (rc == KW_OK && keep > 0)
+        rc = kw_secrets_keep(t->kw, path, keep, actor);
     if (rc != KW_OK)
         return send_secrets_rc(req, rc, kw_errmsg(t->kw));
     snprintf(body, sizeof(body), "{\"path\":\"%s\",\"version\":%lld}", path, (long long)version);

@@ -23,7 +23,8 @@ extern "C" {
 
 #define KW_SECRET_PATH_MAX 256
 #define KW_SECRET_VALUE_MAX 64000 /**< bytes (a value read with its newline still fits a read) */
-#define KW_SECRET_KEEP 10         /**< versions kept per secret; older ones are deleted */
+#define KW_SECRET_KEEP 10 /**< versions kept per secret by default; older ones are deleted */
+#define KW_SECRET_KEEP_MAX 100
 #define KW_MASTER_KEY_LEN 32
 
 /**
@@ -86,7 +87,17 @@ typedef struct kw_secret_info {
     int64_t version; /**< its current version */
     int64_t created_at, updated_at;
     int64_t deleted_at; /**< 0 unless deleted */
+    int64_t keep;       /**< how many versions it keeps */
 } kw_secret_info;
+
+/**
+ * How many versions the secret at path keeps (1 to KW_SECRET_KEEP_MAX;
+ * KW_SECRET_KEEP until set). Older ones are deleted at once, and with every
+ * write after. Audited as "secret.keep".
+ * @return KW_OK, KW_ERR_INVALID, KW_ERR_NOT_FOUND, KW_ERR_STORAGE.
+ */
+KW_API kw_rc kw_secrets_keep(kw_ctx *ctx, const char *path, int64_t keep,
+                             const kw_actor *actor) KW_WARN_UNUSED;
 
 /**
  * The secrets whose path starts with prefix ("" for all), in path order;

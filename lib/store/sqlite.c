@@ -157,6 +157,9 @@ static const char *const migrations[] = {
     " wrapped BLOB,"
     " sealed BLOB,"
     " PRIMARY KEY (path, version)) WITHOUT ROWID;",
+    /* 7: how many versions each secret keeps */
+    "ALTER TABLE secrets ADD COLUMN keep INTEGER NOT NULL DEFAULT 10"
+    " CHECK (keep BETWEEN 1 AND 100);",
 };
 
 #define KEY_PARAMS                                                                                 \
@@ -266,12 +269,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SK_STATE] = "UPDATE signing_keys SET state = ?2, retired_at = "
                     "CASE WHEN ?2 = 'retired' THEN ?3 ELSE retired_at END WHERE kid = ?1",
     [ST_TOKEN_REVOKE] = "INSERT INTO token_revocations (id, revoked_at) VALUES (?1, ?2)",
-    [ST_SECRET_HEAD] = "SELECT path, current, created_at, updated_at, deleted_at FROM secrets "
-                       "WHERE path = ?1",
+    [ST_SECRET_HEAD] = "SELECT path, current, created_at, updated_at, deleted_at, keep FROM "
+                       "secrets WHERE path = ?1",
     [ST_SECRET_HEAD_PUT] = "INSERT OR REPLACE INTO secrets (path, current, created_at, updated_at, "
-                           "deleted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_SECRET_LIST] = "SELECT path, current, created_at, updated_at, deleted_at FROM secrets "
-                       "WHERE substr(path, 1, length(?1)) = ?1 ORDER BY path",
+                           "deleted_at, keep) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_SECRET_LIST] = "SELECT path, current, created_at, updated_at, deleted_at, keep FROM "
+                       "secrets WHERE substr(path, 1, length(?1)) = ?1 ORDER BY path",
     [ST_SECRET_VERSION_PUT] = "INSERT INTO secret_versions (path, version, created_at, "
                               "destroyed_at, master_id, wrapped, sealed) "
                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1074,6 +1077,7 @@ static void head_of(sqlite3_stmt *st, kwi_secret_head *h)
     h->created_at = sqlite3_column_int64(st, 2);
     h->updated_at = sqlite3_column_int64(st, 3);
     h->deleted_at = sqlite3_column_int64(st, 4);
+    h->keep = sqlite3_column_int64(st, 5);
 }
 
 static kw_rc sq_secret_head(kw_store *base, const char *path, kwi_secret_head *out)
@@ -1107,6 +1111,7 @@ static kw_rc sq_secret_head_put(kw_store *base, const kwi_secret_head *h)
     sqlite3_bind_int64(st, 3, h->created_at);
     sqlite3_bind_int64(st, 4, h->updated_at);
     sqlite3_bind_int64(st, 5, h->deleted_at);
+    sqlite3_bind_int64(st, 6, h->keep);
     return exec_stmt(s, st);
 }
 

@@ -18,7 +18,7 @@
 #include <keyward/audit.h>
 #include <keyward/record.h>
 
-#define KWI_SCHEMA_VERSION 6
+#define KWI_SCHEMA_VERSION 7
 
 /* A record plus what only storage and verification see. */
 typedef struct kw_key_row {
@@ -72,6 +72,7 @@ typedef struct kwi_secret_head {
     int64_t current; /* the latest version written */
     int64_t created_at, updated_at;
     int64_t deleted_at; /* 0 unless soft-deleted */
+    int64_t keep;       /* versions kept (1..100) */
 } kwi_secret_head;
 
 typedef struct kwi_secret_version {

@@ -206,7 +206,7 @@ class RoundTripTest(SecretsCase):
                          [("app/api.key", 1), ("app/db_password", 2),
                           ("apple/y", 1), ("other/x", 1)])
         for e in o:
-            self.assertEqual(list(e.keys()), ["path", "version", "updated_at", "deleted"])
+            self.assertEqual(list(e.keys()), ["path", "version", "keep", "updated_at", "deleted"])
             self.assertRegex(e["updated_at"], kwtest.TIME_RE)
             self.assertIs(e["deleted"], False)
         self.assertEqual([e["path"] for e in self.listing("app/")],
@@ -784,6 +784,24 @@ class SecrecyAuditTest(SecretsCase):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class KeepTest(SecretsCase):
+    def test_put_keep(self):
+        """--keep N: the secret keeps its last N versions, from now on."""
+        for i in range(1, 5):
+            self.put("kp/x", "v%d" % i)
+        r = self.kw("secret", "put", "kp/x", "--keep", "2", input="v5")
+        self.assertEqual(r.code, 0, r)
+        versions = [v["version"] for v in json.loads(self.kw("secret", "history", "kp/x",
+                                                             "--json").out)]
+        self.assertEqual(versions, [5, 4])
+        listed = json.loads(self.kw("secret", "list", "kp/", "--json").out)
+        self.assertEqual(listed[0]["keep"], 2)
+        for bad in ("0", "101", "x"):
+            self.expect(self.kw("secret", "put", "kp/x", "--keep", bad, input="v6"), 2)
+        self.assertEqual([v["version"] for v in json.loads(
+            self.kw("secret", "history", "kp/x", "--json").out)], [5, 4])
 
 
 class RunMaskTest(SecretsCase):

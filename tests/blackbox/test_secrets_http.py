@@ -507,6 +507,19 @@ class SecretsApiTest(SecretsCase):
             self.assertEqual(st, 403, (method, url, d))
         self.assertEqual(self.value_of("hdu/x")["value"], "v-two")
 
+    def test_keep_over_http(self):
+        """"keep" in a PUT: the secret keeps that many versions from now on."""
+        for i in range(1, 4):
+            self.put_ok("kph/x", "v%d" % i, i)
+        st, _, d = self.call("PUT", "/v1/secrets/kph/x", {"value": "v4", "keep": 1})
+        self.assertEqual(st, 200, d)
+        st, _, d = self.call("GET", "/v1/secrets/kph/x?history")
+        self.assertEqual([v["version"] for v in d["versions"]], [4])
+        for bad in (0, 101, "2", 1.5):
+            st, _, d = self.call("PUT", "/v1/secrets/kph/x", {"value": "v5", "keep": bad})
+            self.assertEqual(st, 400, (bad, d))
+        self.assertEqual(self.value_of("kph/x")["version"], 4)
+
     def test_bad_put_bodies_write_nothing(self):
         self.put_ok("bad/p", "orig", 1)
         cases = [

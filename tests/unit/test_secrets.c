@@ -445,6 +445,33 @@ static void test_check_and_set(void **state)
 /* After 12 writes the last KW_SECRET_KEEP versions are kept, newest first;
  * the older ones are gone from the database and read as not found. Another
  * secret's versions are not touched. */
+/* kw_secrets_keep: a secret keeps its own number of versions, pruned at
+ * once and with every write after; refused out of range or unknown. */
+static void test_keep_per_secret(void **state)
+{
+    kwt_db *t = *state;
+    kw_secret *mk = with_master(t);
+    kw_secret_info *info;
+    size_t n;
+
+    for (int i = 1; i <= 5; i++)
+        assert_int_equal(put(t->ctx, "kp/x", "some value"), i);
+    assert_int_equal(kw_secrets_keep(t->ctx, "kp/x", 2, &kwt_actor), KW_OK);
+    assert_int_equal(sql_int(t, "SELECT count(*) FROM secret_versions WHERE path = 'kp/x'"), 2);
+    assert_int_equal(get_rc(t->ctx, "kp/x", 3), KW_ERR_NOT_FOUND);
+    assert_int_equal(put(t->ctx, "kp/x", "newer"), 6);
+    assert_int_equal(sql_int(t, "SELECT min(version) FROM secret_versions WHERE path = 'kp/x'"), 5);
+    assert_int_equal(kw_secrets_list(t->ctx, "kp/", 0, &info, &n), KW_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(info[0].keep, 2);
+    free(info);
+    assert_int_equal(kw_secrets_keep(t->ctx, "kp/x", 0, &kwt_actor), KW_ERR_INVALID);
+    assert_int_equal(kw_secrets_keep(t->ctx, "kp/x", KW_SECRET_KEEP_MAX + 1, &kwt_actor),
+                     KW_ERR_INVALID);
+    assert_int_equal(kw_secrets_keep(t->ctx, "kp/none", 3, &kwt_actor), KW_ERR_NOT_FOUND);
+    kw_secret_free(mk);
+}
+
 static void test_versions_kept(void **state)
 {
     kwt_db *t = *state;
@@ -1022,6 +1049,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_moved_or_altered, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_check_and_set, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_versions_kept, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_keep_per_secret, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_soft_delete, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_destroy, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_paths, kwt_setup, kwt_teardown),
