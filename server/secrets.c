@@ -93,6 +93,43 @@ int kws_secrets_list(h2o_req_t *req)
     return kws_send_json(req, 200, o);
 }
 
+/* An answer holding a value: sent from request memory that is wiped when
+ * the request's memory is let go (h2o calls the dispose function first),
+ * not through kws_send_text's plain copies. */
+typedef struct wiped {
+    size_t len;
+    char data[];
+} wiped;
+
+static void wipe_body(void *p)
+{
+    wiped *w = p;
+
+    sodium_memzero(w->data, w->len);
+}
+
+static int send_wiped(h2o_req_t *req, const char *json)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    size_t len = strlen(json);
+    wiped *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w) + len, wipe_body);
+    h2o_iovec_t body;
+
+    w->len = len;
+    memcpy(w->data, json, len);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    req->res.content_length = len;
+    body = h2o_iovec_init(w->data, len);
+    h2o_start_response(req, &generator);
+    h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    return 0;
+}
+
 /* 200: {"path", "version", "value"} (UTF-8 text) or "value_base64". */
 static int send_value(h2o_req_t *req, const char *path, int64_t version, const kw_secret *value)
 {
@@ -119,8 +156,10 @@ static int send_value(h2o_req_t *req, const char *path, int64_t version, const k
     if (text != NULL)
         sodium_memzero(text, strlen(text));
     free(text);
-    json_decref(s); /* jansson's copy: freed, not wiped (its allocator) */
-    ret = kws_send_text(req, 200, body);
+    if (s != NULL) /* jansson's copy, written over in place */
+        sodium_memzero((char *)json_string_value(s), json_string_length(s));
+    json_decref(s);
+    ret = send_wiped(req, body);
     sodium_memzero(body, cap);
     free(body);
     return ret;
