@@ -43,6 +43,14 @@ struct kw_ctx {
  * Returns the final result. */
 kw_rc kwi_finish(kw_ctx *ctx, kw_rc rc);
 
+/* rc, and if it is a failure, the store's message on ctx. */
+kw_rc kwi_store_rc(kw_ctx *ctx, kw_rc rc);
+/* Begin a write transaction on ctx's store (kwi_store_rc on failure). */
+kw_rc kwi_begin(kw_ctx *ctx);
+/* End it: commit if rc is KW_OK (kwi_finish), else roll back keeping the
+ * message already on ctx (kwi_finish would put the store's in its place). */
+kw_rc kwi_end(kw_ctx *ctx, kw_rc rc);
+
 /* Record a failure detail on ctx (printf-style; never pass key material). */
 void kwi_seterr(kw_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -533,16 +533,6 @@ kw_rc kwi_token_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify
 
 /* ---- changes: keyring, mint, revoke ----------------------------------------- */
 
-/* Commit if rc is KW_OK, else roll back keeping the message already set
- * (kwi_finish would replace it with the store's). */
-static kw_rc end_txn(kw_ctx *ctx, kw_rc rc)
-{
-    if (rc == KW_OK)
-        return kwi_finish(ctx, KW_OK);
-    ctx->store->ops->rollback(ctx->store);
-    return rc;
-}
-
 /* An audit record of a keyring change: the kid, its kind (unless NULL),
  * and for a rotation the key it follows. */
 static kw_rc audit_kid(kw_ctx *ctx, const kw_actor *actor, const char *action, uint32_t kid,
@@ -658,10 +648,8 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
     uint32_t kid;
     kw_rc rc;
 
-    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    }
     rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
     if (rc != KW_OK) {
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
@@ -713,7 +701,7 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
     }
     rc = kwi_audit_append(ctx, actor, "token.mint", id, "ok", detail);
 out:
-    rc = end_txn(ctx, rc);
+    rc = kwi_end(ctx, rc);
     rows_free(rows, n);
     sodium_memzero(&made, sizeof(made));
     kw_secret_free(secret);
@@ -735,10 +723,8 @@ KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor)
         kwi_seterr(ctx, "a token id is 12 base62 characters");
         return KW_ERR_INVALID;
     }
-    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    }
     rc = ctx->store->ops->token_revoke(ctx->store, id, kw_now());
     if (rc == KW_ERR_CONFLICT)
         kwi_seterr(ctx, "token %s is already revoked", id);
@@ -746,7 +732,7 @@ KW_API kw_rc kw_token_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     if (rc == KW_OK)
         rc = kwi_audit_append(ctx, actor, "token.revoke", id, "ok", NULL);
-    rc = end_txn(ctx, rc);
+    rc = kwi_end(ctx, rc);
     if (rc == KW_OK)
         atomic_fetch_add(&revoked_gen, 1); /* every context reads them again */
     return rc;
@@ -765,10 +751,8 @@ KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const char *kind, const kw_actor
         kwi_seterr(ctx, "a signing key's kind is hmac-sha256 or ed25519");
         return KW_ERR_INVALID;
     }
-    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    }
     rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
     if (rc == KW_OK && (active = active_of(rows, n)) != NULL) {
         previous = active->kid;
@@ -784,7 +768,7 @@ KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const char *kind, const kw_actor
         rc = key_create(ctx, rows, n, kind, &kid);
     if (rc == KW_OK)
         rc = audit_kid(ctx, actor, "signing-key.rotate", kid, kind, previous);
-    rc = end_txn(ctx, rc);
+    rc = kwi_end(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK && kid_out != NULL)
         *kid_out = kid;
@@ -798,10 +782,8 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
     int found = 0;
     kw_rc rc;
 
-    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    }
     rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
     for (size_t i = 0; rc == KW_OK && i < n; i++)
         if (rows[i].kid == kid) {
@@ -820,7 +802,7 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     if (rc == KW_OK)
         rc = audit_kid(ctx, actor, "signing-key.retire", kid, NULL, 0);
-    rc = end_txn(ctx, rc);
+    rc = kwi_end(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK)
         atomic_fetch_add(&keyring_gen, 1); /* every context reads it again */
@@ -898,10 +880,8 @@ KW_API kw_rc kw_signing_key_add_public(kw_ctx *ctx, const kw_public_key *key, co
                    (unsigned)key->kid);
         return KW_ERR_INVALID;
     }
-    if ((rc = ctx->store->ops->begin(ctx->store)) != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    }
     if ((rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n)) != KW_OK)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     for (size_t i = 0; rc == KW_OK && i < n; i++) {
@@ -917,7 +897,7 @@ KW_API kw_rc kw_signing_key_add_public(kw_ctx *ctx, const kw_public_key *key, co
     if (rc == KW_OK && !have &&
         (rc = key_insert(ctx, key->kid, KIND_ED25519, NULL, key->key)) == KW_OK)
         rc = audit_kid(ctx, actor, "signing-key.import", key->kid, KIND_ED25519, 0);
-    rc = end_txn(ctx, rc);
+    rc = kwi_end(ctx, rc);
     rows_free(rows, n);
     if (rc == KW_OK && added != NULL)
         *added = !have;

@@ -426,18 +426,6 @@ static kw_rc audit_and_commit(kw_ctx *ctx, const kw_actor *actor, const char *ac
     return kwi_finish(ctx, KW_OK);
 }
 
-static kw_rc store_fail(kw_ctx *ctx, kw_rc rc)
-{
-    kwi_seterr(ctx, "%s", ctx->store->errmsg);
-    return rc;
-}
-
-static kw_rc begin(kw_ctx *ctx)
-{
-    kw_rc rc = ctx->store->ops->begin(ctx->store);
-    return rc == KW_OK ? rc : store_fail(ctx, rc);
-}
-
 /* Fill a fresh row for a new key from params; the hash comes from key. */
 static kw_rc new_row(kw_ctx *ctx, kw_key_row *row, const kw_key_params *p, const kw_secret *key,
                      const char *id, const char *prefix)
@@ -508,7 +496,7 @@ static kw_rc create_one(kw_ctx *ctx, kwi_audit_batch *audit, const kw_key_params
     }
     rc = ctx->store->ops->key_insert(ctx->store, &row);
     if (rc != KW_OK) { /* a clash of 72 random bits is a storage fault, not the caller's */
-        rc = store_fail(ctx, rc == KW_ERR_CONFLICT ? KW_ERR_STORAGE : rc);
+        rc = kwi_store_rc(ctx, rc == KW_ERR_CONFLICT ? KW_ERR_STORAGE : rc);
     } else if ((detail = audit_detail(&row.rec, NULL, NULL)) == NULL) {
         rc = KW_ERR_NOMEM;
     } else {
@@ -546,7 +534,7 @@ KW_API kw_rc kw_key_create_many(kw_ctx *ctx, const kw_key_params *params, const 
             *failed = i;
     if (rc != KW_OK || n == 0)
         return rc;
-    rc = begin(ctx);
+    rc = kwi_begin(ctx);
     if (rc == KW_OK)
         rc = kwi_audit_batch_begin(ctx, &audit);
     for (; done < n && rc == KW_OK; done++)
@@ -589,7 +577,7 @@ KW_API kw_rc kw_key_get(kw_ctx *ctx, const char *id, kw_key_record *out)
         return rc;
     }
     if (rc != KW_OK)
-        return store_fail(ctx, rc);
+        return kwi_store_rc(ctx, rc);
     *out = row.rec;
     memset(&row.rec, 0, sizeof(row.rec));
     kwi_key_row_clear(&row);
@@ -623,7 +611,7 @@ KW_API kw_rc kw_key_list(kw_ctx *ctx, const kw_key_filter *f, kw_key_record **ou
         return KW_ERR_INVALID;
     }
     if (rc != KW_OK)
-        return store_fail(ctx, rc);
+        return kwi_store_rc(ctx, rc);
     next[0] = '\0';
     if (count == q.limit) {
         count--;
@@ -644,7 +632,7 @@ static kw_rc load_mutable(kw_ctx *ctx, const char *id, kw_key_row *row)
         kwi_seterr(ctx, "not a key id (12 base62 chars)");
         return KW_ERR_INVALID;
     }
-    rc = begin(ctx);
+    rc = kwi_begin(ctx);
     if (rc != KW_OK)
         return rc;
     rc = ctx->store->ops->key_get(ctx->store, id, row);
@@ -653,7 +641,7 @@ static kw_rc load_mutable(kw_ctx *ctx, const char *id, kw_key_row *row)
         if (rc == KW_ERR_NOT_FOUND)
             kwi_seterr(ctx, "no key with id %s", id);
         else
-            store_fail(ctx, rc);
+            kwi_store_rc(ctx, rc);
         return rc;
     }
     if (row->rec.revoked_at != 0) {
@@ -698,7 +686,7 @@ KW_API kw_rc kw_key_update(kw_ctx *ctx, const char *id, const kw_key_change *c,
     if (rc == KW_OK) {
         rc = ctx->store->ops->key_put(ctx->store, &row);
         if (rc != KW_OK)
-            store_fail(ctx, rc);
+            kwi_store_rc(ctx, rc);
     }
     if (rc != KW_OK) {
         ctx->store->ops->rollback(ctx->store);
@@ -779,7 +767,7 @@ KW_API kw_rc kw_key_rotate(kw_ctx *ctx, const char *id, int64_t grace_seconds,
     if (rc == KW_OK)
         rc = ctx->store->ops->key_put(ctx->store, &old);
     if (rc != KW_OK) {
-        store_fail(ctx, rc);
+        kwi_store_rc(ctx, rc);
         goto fail;
     }
     rc = audit_and_commit(ctx, actor, "key.rotate", &old.rec, "new_id", new_id);
@@ -811,7 +799,7 @@ KW_API kw_rc kw_key_revoke(kw_ctx *ctx, const char *id, const kw_actor *actor,
     row.rec.revoked_at = kw_now();
     rc = ctx->store->ops->key_put(ctx->store, &row);
     if (rc != KW_OK) {
-        store_fail(ctx, rc);
+        kwi_store_rc(ctx, rc);
         ctx->store->ops->rollback(ctx->store);
         goto out;
     }

@@ -274,31 +274,6 @@ static int open_sealed(unsigned char *m, const unsigned char *c, size_t clen,
 
 /* ---- changes ------------------------------------------------------------------- */
 
-static kw_rc begin(kw_ctx *ctx)
-{
-    kw_rc rc = ctx->store->ops->begin(ctx->store);
-
-    if (rc != KW_OK)
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
-    return rc;
-}
-
-/* Commit if rc is KW_OK, else roll back keeping the message set. */
-static kw_rc end(kw_ctx *ctx, kw_rc rc)
-{
-    if (rc == KW_OK)
-        return kwi_finish(ctx, KW_OK);
-    ctx->store->ops->rollback(ctx->store);
-    return rc;
-}
-
-static kw_rc store_err(kw_ctx *ctx, kw_rc rc)
-{
-    if (rc != KW_OK)
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
-    return rc;
-}
-
 static kw_rc audit(kw_ctx *ctx, const kw_actor *actor, const char *action, const char *path,
                    int64_t version)
 {
@@ -339,7 +314,7 @@ static kw_rc version_write(kw_ctx *ctx, const char *path, int64_t v, const kw_se
          ad_of(ad, value_label, path, v), dk);
     row.sealed_len = NONCE_LEN + kw_secret_len(value) + TAG_LEN;
     sodium_memzero(dk, sizeof(dk));
-    rc = store_err(ctx, ctx->store->ops->secret_version_put(ctx->store, path, &row));
+    rc = kwi_store_rc(ctx, ctx->store->ops->secret_version_put(ctx->store, path, &row));
     free(row.sealed);
     return rc;
 }
@@ -363,12 +338,12 @@ KW_API kw_rc kw_secrets_put(kw_ctx *ctx, const char *path, const kw_secret *valu
         kwi_seterr(ctx, "check-and-set takes -1 (any), 0 (new) or a version");
         return KW_ERR_INVALID;
     }
-    if ((rc = begin(ctx)) != KW_OK)
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
     if ((rc = stored_master_id(ctx, &have)) == KW_OK && have == 0) {
         for (int i = 0; i < 8; i++) /* the first secret: this is the master key now */
             id[i] = (unsigned char)(ctx->master_id >> (56 - 8 * i));
-        rc = store_err(ctx, ctx->store->ops->meta_set(ctx->store, meta_master, id, sizeof(id)));
+        rc = kwi_store_rc(ctx, ctx->store->ops->meta_set(ctx->store, meta_master, id, sizeof(id)));
     } else if (rc == KW_OK && have != ctx->master_id) {
         kwi_seterr(ctx, "this is not the master key the database's secrets are sealed under");
         rc = KW_ERR_MASTER_KEY;
@@ -382,7 +357,7 @@ KW_API kw_rc kw_secrets_put(kw_ctx *ctx, const char *path, const kw_secret *valu
             h.keep = KW_SECRET_KEEP;
             rc = KW_OK;
         } else {
-            store_err(ctx, rc);
+            kwi_store_rc(ctx, rc);
         }
     }
     if (rc == KW_OK && cas >= 0 && cas != (h.deleted_at ? 0 : h.current)) {
@@ -397,13 +372,13 @@ KW_API kw_rc kw_secrets_put(kw_ctx *ctx, const char *path, const kw_secret *valu
         h.current = v;
         h.updated_at = now;
         h.deleted_at = 0;
-        rc = store_err(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
+        rc = kwi_store_rc(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
     }
     if (rc == KW_OK && v > h.keep)
-        rc = store_err(ctx, ctx->store->ops->secret_prune(ctx->store, path, v - h.keep + 1));
+        rc = kwi_store_rc(ctx, ctx->store->ops->secret_prune(ctx->store, path, v - h.keep + 1));
     if (rc == KW_OK)
         rc = audit(ctx, actor, "secret.write", path, v);
-    rc = end(ctx, rc);
+    rc = kwi_end(ctx, rc);
     if (rc == KW_OK && version_out != NULL)
         *version_out = v;
     return rc;
@@ -418,7 +393,7 @@ static kw_rc live_head(kw_ctx *ctx, const char *path, kwi_secret_head *h)
         kwi_seterr(ctx, "secret %s is deleted", path);
         return KW_ERR_NOT_FOUND;
     }
-    return store_err(ctx, rc);
+    return kwi_store_rc(ctx, rc);
 }
 
 KW_API kw_rc kw_secrets_get(kw_ctx *ctx, const char *path, int64_t version, const kw_actor *actor,
@@ -436,12 +411,13 @@ KW_API kw_rc kw_secrets_get(kw_ctx *ctx, const char *path, int64_t version, cons
         kwi_seterr(ctx, "a version is 1 or more (0: the current one)");
         return KW_ERR_INVALID;
     }
-    if ((rc = begin(ctx)) != KW_OK) /* a read writes its audit record */
+    if ((rc = kwi_begin(ctx)) != KW_OK) /* a read writes its audit record */
         return rc;
     if ((rc = live_head(ctx, path, &h)) == KW_OK) {
         if (version == 0)
             version = h.current;
-        rc = store_err(ctx, ctx->store->ops->secret_version_get(ctx->store, path, version, &row));
+        rc =
+            kwi_store_rc(ctx, ctx->store->ops->secret_version_get(ctx->store, path, version, &row));
     }
     if (rc == KW_OK && row.destroyed_at != 0) {
         kwi_seterr(ctx, "version %lld of %s is destroyed", (long long)version, path);
@@ -473,7 +449,7 @@ KW_API kw_rc kw_secrets_get(kw_ctx *ctx, const char *path, int64_t version, cons
     free(row.sealed);
     if (rc == KW_OK)
         rc = audit(ctx, actor, "secret.read", path, version);
-    rc = end(ctx, rc);
+    rc = kwi_end(ctx, rc);
     if (rc != KW_OK) {
         kw_secret_free(value);
         return rc;
@@ -493,7 +469,7 @@ KW_API kw_rc kw_secrets_list(kw_ctx *ctx, const char *prefix, int deleted, kw_se
     kw_rc rc = ctx->store->ops->secret_list(ctx->store, prefix ? prefix : "", &h, &count);
 
     if (rc != KW_OK)
-        return store_err(ctx, rc);
+        return kwi_store_rc(ctx, rc);
     if ((v = calloc(count ? count : 1, sizeof(*v))) == NULL) {
         free(h);
         return KW_ERR_NOMEM;
@@ -526,10 +502,10 @@ KW_API kw_rc kw_secrets_history(kw_ctx *ctx, const char *path, kw_secret_version
 
     if ((rc = need(ctx, path, 0)) != KW_OK)
         return rc;
-    if ((rc = store_err(ctx, ctx->store->ops->secret_head(ctx->store, path, &h))) != KW_OK)
+    if ((rc = kwi_store_rc(ctx, ctx->store->ops->secret_head(ctx->store, path, &h))) != KW_OK)
         return rc;
-    if ((rc = store_err(ctx, ctx->store->ops->secret_versions(ctx->store, path, &rows, &count))) !=
-        KW_OK)
+    if ((rc = kwi_store_rc(
+             ctx, ctx->store->ops->secret_versions(ctx->store, path, &rows, &count))) != KW_OK)
         return rc;
     if ((v = calloc(count ? count : 1, sizeof(*v))) == NULL) {
         free(rows);
@@ -552,9 +528,9 @@ static kw_rc set_deleted(kw_ctx *ctx, const char *path, int deleted, const kw_ac
     kwi_secret_head h;
     kw_rc rc;
 
-    if ((rc = need(ctx, path, 0)) != KW_OK || (rc = begin(ctx)) != KW_OK)
+    if ((rc = need(ctx, path, 0)) != KW_OK || (rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    rc = store_err(ctx, ctx->store->ops->secret_head(ctx->store, path, &h));
+    rc = kwi_store_rc(ctx, ctx->store->ops->secret_head(ctx->store, path, &h));
     if (rc == KW_OK && (h.deleted_at != 0) == deleted) {
         kwi_seterr(ctx, "secret %s is %s", path, deleted ? "deleted already" : "not deleted");
         rc = KW_ERR_CONFLICT;
@@ -562,11 +538,11 @@ static kw_rc set_deleted(kw_ctx *ctx, const char *path, int deleted, const kw_ac
     if (rc == KW_OK) {
         h.deleted_at = deleted ? kw_now() : 0;
         h.updated_at = kw_now();
-        rc = store_err(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
+        rc = kwi_store_rc(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
     }
     if (rc == KW_OK)
         rc = audit(ctx, actor, deleted ? "secret.delete" : "secret.undelete", path, 0);
-    return end(ctx, rc);
+    return kwi_end(ctx, rc);
 }
 
 KW_API kw_rc kw_secrets_keep(kw_ctx *ctx, const char *path, int64_t keep, const kw_actor *actor)
@@ -581,19 +557,20 @@ KW_API kw_rc kw_secrets_keep(kw_ctx *ctx, const char *path, int64_t keep, const 
         kwi_seterr(ctx, "a secret keeps 1 to %d versions", KW_SECRET_KEEP_MAX);
         return KW_ERR_INVALID;
     }
-    if ((rc = begin(ctx)) != KW_OK)
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    rc = store_err(ctx, ctx->store->ops->secret_head(ctx->store, path, &h));
+    rc = kwi_store_rc(ctx, ctx->store->ops->secret_head(ctx->store, path, &h));
     if (rc == KW_OK) {
         h.keep = keep;
-        rc = store_err(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
+        rc = kwi_store_rc(ctx, ctx->store->ops->secret_head_put(ctx->store, &h));
     }
     if (rc == KW_OK && h.current > keep)
-        rc = store_err(ctx, ctx->store->ops->secret_prune(ctx->store, path, h.current - keep + 1));
+        rc = kwi_store_rc(ctx,
+                          ctx->store->ops->secret_prune(ctx->store, path, h.current - keep + 1));
     snprintf(detail, sizeof(detail), "{\"keep\":%lld}", (long long)keep);
     if (rc == KW_OK)
         rc = kwi_audit_append(ctx, actor, "secret.keep", path, "ok", detail);
-    return end(ctx, rc);
+    return kwi_end(ctx, rc);
 }
 
 KW_API kw_rc kw_secrets_delete(kw_ctx *ctx, const char *path, const kw_actor *actor)
@@ -617,13 +594,13 @@ KW_API kw_rc kw_secrets_destroy(kw_ctx *ctx, const char *path, int64_t version,
         kwi_seterr(ctx, "destroy takes a version (1 or more)");
         return KW_ERR_INVALID;
     }
-    if ((rc = begin(ctx)) != KW_OK)
+    if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    rc = store_err(ctx,
-                   ctx->store->ops->secret_version_destroy(ctx->store, path, version, kw_now()));
+    rc = kwi_store_rc(ctx,
+                      ctx->store->ops->secret_version_destroy(ctx->store, path, version, kw_now()));
     if (rc == KW_OK)
         rc = audit(ctx, actor, "secret.destroy", path, version);
-    return end(ctx, rc);
+    return kwi_end(ctx, rc);
 }
 
 KW_API kw_rc kw_secrets_rotate_master(kw_ctx *ctx, const kw_secret *new_master,
@@ -652,11 +629,11 @@ KW_API kw_rc kw_secrets_rotate_master(kw_ctx *ctx, const kw_secret *new_master,
     }
     if ((rc = kw_secret_from(&copy, kw_secret_cdata(new_master), KW_MASTER_KEY_LEN)) != KW_OK)
         return rc;
-    if ((rc = begin(ctx)) != KW_OK) {
+    if ((rc = kwi_begin(ctx)) != KW_OK) {
         kw_secret_free(copy);
         return rc;
     }
-    rc = store_err(ctx, ctx->store->ops->secret_wrapped_all(ctx->store, &paths, &v, &n));
+    rc = kwi_store_rc(ctx, ctx->store->ops->secret_wrapped_all(ctx->store, &paths, &v, &n));
     for (size_t i = 0; rc == KW_OK && i < n; i++) {
         size_t adlen = ad_of(ad, wrap_label, paths[i].path, v[i].version);
         if (v[i].master_id != ctx->master_id || !open_sealed(dk, v[i].wrapped, v[i].wrapped_len, ad,
@@ -667,18 +644,19 @@ KW_API kw_rc kw_secrets_rotate_master(kw_ctx *ctx, const kw_secret *new_master,
             break;
         }
         seal(wrapped, dk, sizeof(dk), ad, adlen, kw_secret_cdata(new_master));
-        rc = store_err(ctx, ctx->store->ops->secret_rewrap(ctx->store, paths[i].path, v[i].version,
-                                                           wrapped, sizeof(wrapped), new_id));
+        rc = kwi_store_rc(ctx,
+                          ctx->store->ops->secret_rewrap(ctx->store, paths[i].path, v[i].version,
+                                                         wrapped, sizeof(wrapped), new_id));
     }
     sodium_memzero(dk, sizeof(dk));
     for (int i = 0; i < 8; i++)
         id[i] = (unsigned char)(new_id >> (56 - 8 * i));
     if (rc == KW_OK)
-        rc = store_err(ctx, ctx->store->ops->meta_set(ctx->store, meta_master, id, sizeof(id)));
+        rc = kwi_store_rc(ctx, ctx->store->ops->meta_set(ctx->store, meta_master, id, sizeof(id)));
     snprintf(detail, sizeof(detail), "{\"versions\":%zu}", n);
     if (rc == KW_OK)
         rc = kwi_audit_append(ctx, actor, "master-key.rotate", "secrets", "ok", detail);
-    rc = end(ctx, rc);
+    rc = kwi_end(ctx, rc);
     free(paths);
     free(v);
     if (rc != KW_OK) {

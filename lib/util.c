@@ -65,6 +65,26 @@ kw_rc kwi_finish(kw_ctx *ctx, kw_rc rc)
     return rc;
 }
 
+kw_rc kwi_store_rc(kw_ctx *ctx, kw_rc rc)
+{
+    if (rc != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    return rc;
+}
+
+kw_rc kwi_begin(kw_ctx *ctx)
+{
+    return kwi_store_rc(ctx, ctx->store->ops->begin(ctx->store));
+}
+
+kw_rc kwi_end(kw_ctx *ctx, kw_rc rc)
+{
+    if (rc == KW_OK)
+        return kwi_finish(ctx, KW_OK);
+    ctx->store->ops->rollback(ctx->store);
+    return rc;
+}
+
 KW_API const char *kw_errmsg(const kw_ctx *ctx)
 {
     return ctx == NULL ? "" : ctx->errmsg;
