@@ -287,6 +287,9 @@ int kwi_seed_shape(const kw_ctx *ctx, const char *key, size_t len);
 kw_rc kwi_seed_verify(kw_ctx *ctx, const char *key, size_t len, const kw_verify_request *req,
                       kw_verify_result *out);
 void kwi_seed_free(kw_ctx *ctx);
+/* 32 bytes from exactly 64 hex characters, in locked memory (the pepper's
+ * and the master key's form; lib/pepper.c): KW_ERR_INVALID if not that. */
+kw_rc kwi_key32_hex(kw_secret **out, const char *hex, size_t len);
 /* A master key from 64 hex characters (a trailing newline allowed):
  * KW_ERR_MASTER_KEY if it is not that (lib/secrets.c). */
 kw_rc kwi_master_key_hex(kw_secret **out, const char *hex, size_t len);

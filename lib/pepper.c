@@ -11,24 +11,31 @@
 
 #define PEPPER_HEX (KW_PEPPER_LEN * 2)
 
-static kw_rc pepper_from_hex(kw_secret **out, const char *hex, size_t len)
+kw_rc kwi_key32_hex(kw_secret **out, const char *hex, size_t len)
 {
     kw_secret *p;
     size_t bin_len = 0;
     kw_rc rc;
 
     if (len != PEPPER_HEX)
-        return KW_ERR_PEPPER;
+        return KW_ERR_INVALID;
     rc = kw_secret_new(&p, KW_PEPPER_LEN);
     if (rc != KW_OK)
         return rc;
     if (sodium_hex2bin(kw_secret_data(p), KW_PEPPER_LEN, hex, len, NULL, &bin_len, NULL) != 0 ||
         bin_len != KW_PEPPER_LEN) {
         kw_secret_free(p);
-        return KW_ERR_PEPPER;
+        return KW_ERR_INVALID;
     }
     *out = p;
     return KW_OK;
+}
+
+static kw_rc pepper_from_hex(kw_secret **out, const char *hex, size_t len)
+{
+    kw_rc rc = kwi_key32_hex(out, hex, len);
+
+    return rc == KW_ERR_INVALID ? KW_ERR_PEPPER : rc;
 }
 
 KW_API kw_rc kw_pepper_load(kw_secret **out, const char *file)

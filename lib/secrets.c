@@ -21,6 +21,7 @@
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define DK_LEN 32
 #define HEX_LEN (KW_MASTER_KEY_LEN * 2)
+_Static_assert(KW_MASTER_KEY_LEN == KW_PEPPER_LEN, "kwi_key32_hex reads both");
 #define AD_MAX (32 + KW_SECRET_PATH_MAX + 1 + 8)
 #define CMD_OUTPUT_MAX 4096
 
@@ -33,23 +34,12 @@ static const char meta_master[] = "secrets_master_id";
 
 kw_rc kwi_master_key_hex(kw_secret **out, const char *hex, size_t len)
 {
-    kw_secret *k;
-    size_t n = 0;
     kw_rc rc;
 
     while (len > 0 && (hex[len - 1] == '\n' || hex[len - 1] == '\r'))
         len--;
-    if (len != HEX_LEN)
-        return KW_ERR_MASTER_KEY;
-    if ((rc = kw_secret_new(&k, KW_MASTER_KEY_LEN)) != KW_OK)
-        return rc;
-    if (sodium_hex2bin(kw_secret_data(k), KW_MASTER_KEY_LEN, hex, len, NULL, &n, NULL) != 0 ||
-        n != KW_MASTER_KEY_LEN) {
-        kw_secret_free(k);
-        return KW_ERR_MASTER_KEY;
-    }
-    *out = k;
-    return KW_OK;
+    rc = kwi_key32_hex(out, hex, len); /* the pepper's form: 32 bytes as hex */
+    return rc == KW_ERR_INVALID ? KW_ERR_MASTER_KEY : rc;
 }
 
 static void why_set(char *why, size_t why_len, const char *text)
