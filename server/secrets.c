@@ -165,24 +165,37 @@ static int send_value(h2o_req_t *req, const char *path, int64_t version, const k
     return ret;
 }
 
+/* ?version=N into *version (0 when absent); -1 if it is not a whole
+ * number of 1 or more (then answered with 400). */
+static int query_version(h2o_req_t *req, int64_t *version)
+{
+    int bad = 0;
+    const char *q = kws_query(req, "version", &bad);
+    char *end = NULL;
+    long long v;
+
+    *version = 0;
+    if (q == NULL && !bad)
+        return 0;
+    v = bad || q[0] < '0' || q[0] > '9' ? 0 : strtoll(q, &end, 10);
+    if (v <= 0 || *end != '\0') {
+        kws_bad(req, "version is a whole number of 1 or more");
+        return -1;
+    }
+    *version = v;
+    return 0;
+}
+
 static int get_one(h2o_req_t *req, const char *path, const kw_actor *actor)
 {
     kws_thread *t = kws_thread_of(req);
-    const char *q;
     kw_secret *value = NULL;
-    int64_t version = 0;
-    int bad = 0, ret;
+    int64_t version;
+    int ret;
     kw_rc rc;
 
-    if ((q = kws_query(req, "version", &bad)) != NULL || bad) {
-        char *end = NULL;
-        long long v = bad || q[0] < '0' || q[0] > '9' ? 0 : strtoll(q, &end, 10);
-        if (v <= 0 || *end != '\0') {
-            kws_bad(req, "version is a whole number of 1 or more");
-            return 0; /* answered */
-        }
-        version = v;
-    }
+    if (query_version(req, &version) != 0)
+        return 0; /* answered */
     rc = kw_secrets_get(t->kw, path, version, actor, &value, &version);
     if (rc == KW_ERR_MASTER_KEY && master_reloaded(t))
         rc = kw_secrets_get(t->kw, path, version, actor, &value, &version);
@@ -322,27 +335,18 @@ static int history(h2o_req_t *req, const char *path)
 static int delete_one(h2o_req_t *req, const char *path, const kw_actor *actor)
 {
     kws_thread *t = kws_thread_of(req);
-    char body[96 + KW_SECRET_PATH_MAX], *end = NULL;
-    int bad = 0;
-    const char *q = kws_query(req, "version", &bad);
-    long long v = 0;
+    char body[96 + KW_SECRET_PATH_MAX];
+    int64_t v;
     kw_rc rc;
 
-    if (q != NULL || bad) {
-        v = bad || q[0] < '0' || q[0] > '9' ? 0 : strtoll(q, &end, 10);
-        if (v <= 0 || *end != '\0') {
-            kws_bad(req, "version is a whole number of 1 or more");
-            return 0; /* answered */
-        }
-        rc = kw_secrets_destroy(t->kw, path, v, actor);
-    } else {
-        rc = kw_secrets_delete(t->kw, path, actor);
-    }
+    if (query_version(req, &v) != 0)
+        return 0; /* answered */
+    rc = v > 0 ? kw_secrets_destroy(t->kw, path, v, actor) : kw_secrets_delete(t->kw, path, actor);
     if (rc != KW_OK)
         return send_secrets_rc(req, rc, kw_errmsg(t->kw));
     if (v > 0)
         snprintf(body, sizeof(body), "{\"path\":\"%s\",\"version\":%lld,\"destroyed\":true}", path,
-                 v);
+                 (long long)v);
     else
         snprintf(body, sizeof(body), "{\"path\":\"%s\",\"deleted\":true}", path);
     return kws_send_text(req, 200, body);
