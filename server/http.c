@@ -131,12 +131,8 @@ json_t *kws_body_object(h2o_req_t *req)
     return o;
 }
 
-int kws_send_text(h2o_req_t *req, int status, const char *json)
+void kws_json_head(h2o_req_t *req, int status, size_t len)
 {
-    size_t len = strlen(json);
-    char *body = h2o_mem_alloc_pool(&req->pool, len + 1);
-
-    memcpy(body, json, len + 1);
     req->res.status = status;
     req->res.reason = status < 300 ? "OK" : "Error";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
@@ -146,6 +142,15 @@ int kws_send_text(h2o_req_t *req, int status, const char *json)
     /* A known length: no chunked encoding, and h2o keeps the connection
      * alive after non-200 answers (it closes chunked ones). */
     req->res.content_length = len;
+}
+
+int kws_send_text(h2o_req_t *req, int status, const char *json)
+{
+    size_t len = strlen(json);
+    char *body = h2o_mem_alloc_pool(&req->pool, len + 1);
+
+    memcpy(body, json, len + 1);
+    kws_json_head(req, status, len);
     h2o_send_inline(req, body, len);
     return 0;
 }

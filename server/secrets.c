@@ -117,13 +117,7 @@ static int send_wiped(h2o_req_t *req, const char *json)
 
     w->len = len;
     memcpy(w->data, json, len);
-    req->res.status = 200;
-    req->res.reason = "OK";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-                   H2O_STRLIT("no-store"));
-    req->res.content_length = len;
+    kws_json_head(req, 200, len);
     body = h2o_iovec_init(w->data, len);
     h2o_start_response(req, &generator);
     h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);

@@ -122,6 +122,8 @@ json_t *kws_body_object(h2o_req_t *req);
 
 /* Send a JSON text / object (the object is released). Always return 0. */
 int kws_send_text(h2o_req_t *req, int status, const char *json);
+/* The status and headers every JSON answer has (type, no-store, length). */
+void kws_json_head(h2o_req_t *req, int status, size_t len);
 int kws_send_json(h2o_req_t *req, int status, json_t *obj);
 /* {"error":{"code":code,"message":msg}} */
 int kws_send_error(h2o_req_t *req, int status, const char *code, const char *msg);
