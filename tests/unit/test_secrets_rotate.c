@@ -123,12 +123,14 @@ static void test_rotate_all_or_nothing(void **state)
     put(t, "b", "second");
     snprintf(path, sizeof(path), "%s/k.db", t->dir);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "UPDATE secret_versions SET wrapped = "
-                                  "substr(wrapped, 1, 40) || x'00' || substr(wrapped, 42) "
-                                  "WHERE path = 'b'",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "UPDATE secret_versions SET wrapped = "
+                     "substr(wrapped, 1, 40) || CASE WHEN substr(wrapped, 41, 1) = x'00' "
+                     "THEN x'01' ELSE x'00' END || substr(wrapped, 42) " /* always another byte */
+                     "WHERE path = 'b'",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(kw_secrets_rotate_master(t->ctx, fresh, &kwt_actor, NULL), KW_ERR_MASTER_KEY);
     assert_non_null(strstr(kw_errmsg(t->ctx), "b"));
