@@ -117,6 +117,12 @@ static int rate_allow(const kw_key_record *r, kwi_rl *row, int64_t now_ms, kw_ve
     const int64_t w = r->rate_window_ms, limit = r->rate_limit;
     int64_t elapsed, used;
 
+    /* A time a little before the window's start is a thread that read the
+     * clock before another one took the key's lock: it counts in this
+     * window. Only a step back of a whole window (the clock was set back)
+     * starts afresh; reset, a late reader would let the limit be passed. */
+    if (row->start_ms != 0 && now_ms < row->start_ms && row->start_ms - now_ms < w)
+        now_ms = row->start_ms;
     if (row->start_ms == 0 || now_ms < row->start_ms) {
         row->start_ms = now_ms;
         row->count = row->prev = 0;

@@ -631,6 +631,30 @@ static void test_add_new_key(void **state)
     kw_index_free(idx);
 }
 
+/* The rate-limit window, decided at given times: a thread that read the
+ * clock just before another took the key's lock is late by a little and
+ * still counts in the window; a clock set back a whole window starts a
+ * new one. */
+static void test_rate_window_late_reader(void **state)
+{
+    kw_key_record r = {.enabled = 1, .rate_limit = 3, .rate_window_ms = 1000};
+    const kw_verify_request req = {.cost = 1};
+    const int64_t t0 = 1700000000000;
+    kw_verify_result out;
+    kwi_rl rl = {0};
+
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kwi_decide(&r, &rl, t0 + i, &req, &out), KW_VALID);
+    /* Late by 4 ms, and by 999: the same window, which is full. */
+    assert_int_equal(kwi_decide(&r, &rl, t0 - 4, &req, &out), KW_RATE_LIMITED);
+    assert_int_equal(kwi_decide(&r, &rl, t0 - 999, &req, &out), KW_RATE_LIMITED);
+    assert_true(out.rl_reset_ms > 0 && out.rl_reset_ms <= 1000);
+    /* Set back by a whole window: a new one. */
+    assert_int_equal(kwi_decide(&r, &rl, t0 - 1000, &req, &out), KW_VALID);
+    assert_int_equal(rl.start_ms, t0 - 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -650,6 +674,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel_load, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_add_new_key, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_open_fails_midway, kwt_setup, kwt_teardown),
+        cmocka_unit_test(test_rate_window_late_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
