@@ -99,7 +99,7 @@ static inline int kwi_eq32(const unsigned char *a, const unsigned char *b)
     return d == 0;
 }
 
-/* Milliseconds since the epoch (CLOCK_REALTIME). */
+/* Milliseconds since the epoch (CLOCK_REALTIME_COARSE: to the kernel's tick). */
 int64_t kwi_now_ms(void);
 
 /* strdup that returns NULL on NULL; caps nothing. */
