@@ -46,26 +46,30 @@ typedef struct scopeset {
 /* The record's fields that change only when the key is reloaded, and its
  * strings, in one block. Never modified after it is built; freed when the
  * entry and every result that borrows it have let go. The strings follow
- * the block, NUL-terminated, in the order of the C_ names (meta last: it
- * is the one that may be long). */
+ * the block, NUL-terminated, in the order of the C_ names: first those a
+ * verification copies, whose lengths the block keeps (no strlen on the hot
+ * path), then those it lends, then the pool, which only a spend of a
+ * rotated key reads. */
 enum {
     C_PREFIX,
-    C_CREDITS_FROM,
+    C_ROT_FROM,
+    C_ROT_TO,
     C_OWNER,
     C_NAME,
     C_EXTERNAL,
-    C_ROT_FROM,
-    C_ROT_TO,
     C_META,
+    C_CREDITS_FROM,
     C_STRINGS
 };
 
 typedef struct cold {
     _Atomic uint32_t refs;
-    uint8_t legacy;
-    uint8_t has_external;
-    uint8_t pooled; /* spends from another key's credits (credits_from) */
-    uint8_t pad_;
+    uint8_t legacy : 1;
+    uint8_t has_external : 1;
+    uint8_t pooled : 1; /* spends from another key's credits (credits_from) */
+    uint8_t prefix_len; /* at most KW_PREFIX_MAX */
+    uint8_t from_len;   /* rotated_from's, at most KW_ID_LEN */
+    uint8_t to_len;     /* rotated_to's */
     uint32_t rate_limit;
     uint32_t rate_window_ms;
     int64_t created_at;
@@ -282,22 +286,14 @@ void kwi_index_ref_release(void *ref)
     cold_release(ref);
 }
 
-/* The strings of a cold block, in C_ order. */
-static void cold_strings(const cold *c, const char *out[C_STRINGS])
-{
-    const char *p = c->data;
-
-    for (int i = 0; i < C_STRINGS; i++) {
-        out[i] = p;
-        if (i + 1 < C_STRINGS)
-            p += strlen(p) + 1;
-    }
-}
-
 /* The pool a key spends from ("" = its own credits). */
 static const char *cold_pool(const cold *c)
 {
-    return c->data + strlen(c->data) + 1; /* right after the prefix */
+    const char *p = c->data;
+
+    for (int i = 0; i < C_CREDITS_FROM; i++)
+        p += strlen(p) + 1;
+    return p;
 }
 
 /* The block of a row from storage; NULL if out of memory. */
@@ -310,14 +306,18 @@ static cold *cold_new(kw_index *idx, const kw_key_row *row, scopeset **hint)
         [C_EXTERNAL] = r->external_id, [C_ROT_FROM] = r->rotated_from,
         [C_ROT_TO] = r->rotated_to,    [C_META] = r->meta,
     };
-    size_t len = 0, at = 0;
+    size_t len = 0, at = 0, n[C_STRINGS];
     cold *c;
 
     for (int i = 0; i < C_STRINGS; i++) {
         if (str[i] == NULL) /* no external id */
             str[i] = "";
-        len += strlen(str[i]) + 1;
+        len += (n[i] = strlen(str[i])) + 1;
     }
+    /* The record's arrays bound these; view() copies them back into such
+     * arrays by the lengths kept here. */
+    if (n[C_PREFIX] > KW_PREFIX_MAX || n[C_ROT_FROM] > KW_ID_LEN || n[C_ROT_TO] > KW_ID_LEN)
+        return NULL;
     c = malloc(sizeof(*c) + len);
     if (c == NULL)
         return NULL;
@@ -330,14 +330,16 @@ static cold *cold_new(kw_index *idx, const kw_key_row *row, scopeset **hint)
     c->legacy = (uint8_t)(r->legacy != 0);
     c->has_external = r->external_id != NULL;
     c->pooled = row->credits_from[0] != '\0';
+    c->prefix_len = (uint8_t)n[C_PREFIX];
+    c->from_len = (uint8_t)n[C_ROT_FROM];
+    c->to_len = (uint8_t)n[C_ROT_TO];
     c->rate_limit = r->rate_limit;
     c->rate_window_ms = r->rate_window_ms;
     c->created_at = r->created_at;
     c->revoked_at = r->revoked_at;
     for (int i = 0; i < C_STRINGS; i++) {
-        size_t n = strlen(str[i]) + 1;
-        memcpy(c->data + at, str[i], n);
-        at += n;
+        memcpy(c->data + at, str[i], n[i] + 1);
+        at += n[i] + 1;
     }
     return c;
 }
@@ -346,17 +348,25 @@ static cold *cold_new(kw_index *idx, const kw_key_row *row, scopeset **hint)
 static void view(const entry *e, kw_key_record *out)
 {
     const cold *c = e->c;
-    const char *str[C_STRINGS];
+    char *p = (char *)c->data;
 
-    cold_strings(c, str);
     memcpy(out->id, e->id, KW_ID_LEN);
     out->id[KW_ID_LEN] = '\0';
-    kwi_strlcpy(out->prefix, str[C_PREFIX], sizeof(out->prefix));
-    out->owner = (char *)str[C_OWNER];
-    out->name = (char *)str[C_NAME];
+    memcpy(out->prefix, p, c->prefix_len + 1u);
+    p += c->prefix_len + 1u;
+    memcpy(out->rotated_from, p, c->from_len + 1u);
+    p += c->from_len + 1u;
+    memcpy(out->rotated_to, p, c->to_len + 1u);
+    p += c->to_len + 1u;
+    out->owner = p;
+    p += strlen(p) + 1;
+    out->name = p;
+    p += strlen(p) + 1;
+    out->external_id = c->has_external ? p : NULL;
+    p += strlen(p) + 1;
+    out->meta = p;
     out->scopes = c->scopes->v;
     out->nscopes = c->scopes->n;
-    out->meta = (char *)str[C_META];
     out->created_at = c->created_at;
     out->not_before = e->not_before;
     out->expires_at = e->expires_at;
@@ -366,10 +376,7 @@ static void view(const entry *e, kw_key_record *out)
     out->credits = e->credits;
     out->rate_limit = c->rate_limit;
     out->rate_window_ms = c->rate_window_ms;
-    kwi_strlcpy(out->rotated_from, str[C_ROT_FROM], sizeof(out->rotated_from));
-    kwi_strlcpy(out->rotated_to, str[C_ROT_TO], sizeof(out->rotated_to));
     out->legacy = c->legacy;
-    out->external_id = c->has_external ? (char *)str[C_EXTERNAL] : NULL;
 }
 
 /* ---- entries and slots ---------------------------------------------------- */
