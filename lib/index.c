@@ -115,6 +115,7 @@ typedef struct shard {
     size_t top;     /* entries ever handed out */
     uint32_t *free; /* refs of entries handed back */
     size_t nfree, freecap;
+    uint64_t hits; /* verifications decided here: counted under the lock, no shared line */
 } shard;
 
 struct kw_index {
@@ -123,7 +124,7 @@ struct kw_index {
     _Atomic size_t keys;
     int64_t audit_seq; /* changes up to here are applied; only sync touches it */
     pthread_mutex_t sync_lock;
-    _Atomic uint64_t hits, fallbacks, syncs, reloads;
+    _Atomic uint64_t fallbacks, syncs, reloads;
     pthread_mutex_t sets_lock; /* the scope sets' table; taken last, alone */
     scopeset **sets;
     size_t sets_cap, nsets;
@@ -1086,11 +1087,11 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
             kwi_seterr(ctx, "invalid required scope");
             return KW_ERR_INVALID;
         }
-    atomic_fetch_add_explicit(&idx->hits, 1, memory_order_relaxed);
     kwi_pepper_hmac(ctx, hash, key, len);
     h = id_hash(parts.id);
     s = shard_of(idx, h);
     pthread_mutex_lock(&s->lock);
+    s->hits++;
     e = find(s, parts.id, h);
     if (!kwi_eq32(hash, e != NULL ? e->hash : dummy) || e == NULL || !e->has_hash) {
         pthread_mutex_unlock(&s->lock);
@@ -1324,7 +1325,12 @@ KW_API kw_rc kw_index_sync(kw_index *idx, kw_ctx *ctx)
 KW_API void kw_index_stats_get(kw_index *idx, kw_index_stats *out)
 {
     out->keys = atomic_load(&idx->keys);
-    out->hits = atomic_load(&idx->hits);
+    out->hits = 0;
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&idx->shards[i].lock);
+        out->hits += idx->shards[i].hits;
+        pthread_mutex_unlock(&idx->shards[i].lock);
+    }
     out->fallbacks = atomic_load(&idx->fallbacks);
     out->syncs = atomic_load(&idx->syncs);
     out->reloads = atomic_load(&idx->reloads);

@@ -518,6 +518,10 @@ static void test_parallel_load(void **state)
                          i % 3 == 0 ? KW_USAGE_EXCEEDED : KW_VALID);
         kw_secret_free(keys[i]);
     }
+    /* Counted in each key's shard, summed here: every one is there. */
+    kw_index_stats_get(idx, &st);
+    assert_int_equal(st.hits, 2 * N);
+    assert_int_equal(st.fallbacks, 0);
     kw_index_free(idx);
 }
 
