@@ -1075,10 +1075,8 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
 
     if (req == NULL)
         req = &none;
-    if (key == NULL || len > KW_VERIFY_INPUT_MAX || !kw_key_parse(&parts, key, len)) {
-        atomic_fetch_add_explicit(&idx->fallbacks, 1, memory_order_relaxed);
-        return kw_verify(ctx, key, len, req, out); /* MALFORMED, or an imported key */
-    }
+    if (key == NULL || len > KW_VERIFY_INPUT_MAX || !kwi_key_shape(&parts, key, len))
+        goto fallback;
     memset(out, 0, sizeof(*out));
     out->code = KW_MALFORMED;
     out->remaining = KW_CREDITS_UNLIMITED;
@@ -1091,13 +1089,21 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
     h = id_hash(parts.id);
     s = shard_of(idx, h);
     pthread_mutex_lock(&s->lock);
-    s->hits++;
     e = find(s, parts.id, h);
     if (!kwi_eq32(hash, e != NULL ? e->hash : dummy) || e == NULL || !e->has_hash) {
+        /* Only now the check: a key that matched was issued with a right
+         * one. Unknown ids and wrong secrets both pay for it here. */
+        int ours = kwi_key_check_ok(key, len);
+        s->hits += (uint64_t)ours;
         pthread_mutex_unlock(&s->lock);
+        if (!ours) {
+            sodium_memzero(hash, sizeof(hash));
+            goto fallback;
+        }
         out->code = KW_NOT_FOUND;
         goto out;
     }
+    s->hits++;
     /* The record, borrowed: the result holds a reference to its strings. */
     view(e, &out->key);
     atomic_fetch_add_explicit(&e->c->refs, 1, memory_order_relaxed);
@@ -1152,6 +1158,9 @@ out:
         out->code = KW_NOT_FOUND;
     }
     return rc;
+fallback: /* MALFORMED (a typo: a wrong check), a token, or an imported key */
+    atomic_fetch_add_explicit(&idx->fallbacks, 1, memory_order_relaxed);
+    return kw_verify(ctx, key, len, req, out);
 }
 
 /* Usage gathered in memory, taken out of the entries for writing. */

@@ -290,6 +290,14 @@ void kwi_seed_free(kw_ctx *ctx);
 /* 32 bytes from exactly 64 hex characters, in locked memory (the pepper's
  * and the master key's form; lib/pepper.c): KW_ERR_INVALID if not that. */
 kw_rc kwi_key32_hex(kw_secret **out, const char *hex, size_t len);
+
+/* kw_key_parse in two halves: the shape (prefix, separator, base62 body),
+ * filling `out`; and the check, for a key kwi_key_shape accepted. A key
+ * whose HMAC matches a stored one was issued by keyward with a correct
+ * check, so the index computes the check only for keys it did not find
+ * (docs/internals/index.md). */
+int kwi_key_shape(kw_key_parts *out, const char *key, size_t len) KW_WARN_UNUSED;
+int kwi_key_check_ok(const char *key, size_t len) KW_WARN_UNUSED;
 /* A master key from 64 hex characters (a trailing newline allowed):
  * KW_ERR_MASTER_KEY if it is not that (lib/secrets.c). */
 kw_rc kwi_master_key_hex(kw_secret **out, const char *hex, size_t len);

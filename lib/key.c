@@ -186,9 +186,8 @@ KW_API kw_rc kw_key_generate(kw_secret **key_out, char id_out[static KW_ID_LEN +
     return KW_OK;
 }
 
-KW_API int kw_key_parse(kw_key_parts *out, const char *key, size_t len)
+int kwi_key_shape(kw_key_parts *out, const char *key, size_t len)
 {
-    char check[KW_CHECK_LEN + 1];
     const char *body;
     size_t plen;
 
@@ -202,13 +201,28 @@ KW_API int kw_key_parse(kw_key_parts *out, const char *key, size_t len)
         return 0;
     if (!b62_all(body, KW_BODY_LEN))
         return 0;
-    kw_key_check(check, key, len - KW_CHECK_LEN);
-    if (memcmp(check, body + KW_ID_LEN + KW_SECRET_LEN, KW_CHECK_LEN) != 0)
-        return 0;
     out->prefix = key;
     out->prefix_len = plen;
     memcpy(out->id, body, KW_ID_LEN);
     out->id[KW_ID_LEN] = '\0';
     out->body = body;
+    return 1;
+}
+
+int kwi_key_check_ok(const char *key, size_t len)
+{
+    char check[KW_CHECK_LEN + 1];
+
+    kw_key_check(check, key, len - KW_CHECK_LEN);
+    return memcmp(check, key + len - KW_CHECK_LEN, KW_CHECK_LEN) == 0;
+}
+
+KW_API int kw_key_parse(kw_key_parts *out, const char *key, size_t len)
+{
+    kw_key_parts parts;
+
+    if (!kwi_key_shape(&parts, key, len) || !kwi_key_check_ok(key, len))
+        return 0;
+    *out = parts;
     return 1;
 }

@@ -83,6 +83,26 @@ static void test_verdicts_match_storage(void **state)
         assert_int_equal(res.code, KW_MALFORMED);
         kw_verify_result_clear(&res);
     }
+    /* The index checks the check after its probe: a wrong one is still
+     * MALFORMED, for the real key's id and secret and for another id, and
+     * goes on to storage's verdict (a fallback). */
+    for (int i = 0; i < 2; i++) {
+        kw_index_stats st0, st1;
+        kw_verify_result res;
+        size_t n = kw_secret_len(key);
+        memcpy(bad, kw_secret_cdata(key), n);
+        if (i == 1)
+            bad[n - 40] = bad[n - 40] == 'a' ? 'b' : 'a'; /* another id */
+        bad[n - 1] = bad[n - 1] == 'a' ? 'b' : 'a';
+        kw_index_stats_get(idx, &st0);
+        assert_int_equal(kw_index_verify(idx, t->ctx, bad, n, NULL, &res), KW_OK);
+        assert_int_equal(res.code, KW_MALFORMED);
+        assert_int_equal(res.found, 0);
+        kw_verify_result_clear(&res);
+        kw_index_stats_get(idx, &st1);
+        assert_int_equal(st1.fallbacks, st0.fallbacks + 1);
+        assert_int_equal(st1.hits, st0.hits);
+    }
     assert_int_equal(kw_key_revoke(t->ctx, rec.id, &actor, NULL), KW_OK);
     assert_int_equal(kw_index_refresh(idx, t->ctx, rec.id), KW_OK); /* write-through */
     assert_int_equal(iverify(idx, t, key, "orders:read", NULL), KW_REVOKED);
