@@ -91,6 +91,32 @@ static void commit_batch(kws_new_key **jobs, size_t n)
     }
 }
 
+/* Hand the finished jobs back to their loops: one message per loop, the
+ * rest chained behind it on `next`. A message per job would wake the loop
+ * once per key: a pipe write and a context switch each, a tenth of the
+ * committer's time when both share a core. */
+static void send_answers(kws_new_key **done, size_t n)
+{
+    kws_new_key *first[BATCH_MAX], **tail[BATCH_MAX];
+    size_t loops = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < loops && first[k]->t != done[i]->t)
+            k++;
+        done[i]->next = NULL;
+        if (k == loops) {
+            first[loops] = done[i];
+            tail[loops++] = &done[i]->next;
+        } else {
+            *tail[k] = done[i];
+            tail[k] = &done[i]->next;
+        }
+    }
+    for (size_t k = 0; k < loops; k++)
+        h2o_multithread_send_message(&first[k]->t->created, &first[k]->msg);
+}
+
 static void *committer_main(void *arg)
 {
     kws_new_key *jobs[BATCH_MAX], *done[BATCH_MAX];
@@ -116,8 +142,7 @@ static void *committer_main(void *arg)
 
         memcpy(done, jobs, n * sizeof(*jobs)); /* commit_batch reorders jobs */
         commit_batch(jobs, n);
-        for (size_t i = 0; i < n; i++)
-            h2o_multithread_send_message(&done[i]->t->created, &done[i]->msg);
+        send_answers(done, n);
     }
 }
 
@@ -139,21 +164,26 @@ static void answer(h2o_req_t *req, const kws_new_key *j)
         kws_send_rc(req, j->rc, j->err);
 }
 
-/* On the loop that asked: answer each finished creation. */
+/* On the loop that asked: answer each finished creation (each message
+ * carries a chain of them). */
 static void on_created(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
     while (!h2o_linklist_is_empty(messages)) {
         kws_new_key *j = H2O_STRUCT_FROM_MEMBER(kws_new_key, msg.link, messages->next);
-        h2o_req_t *req = j->req;
 
         h2o_linklist_unlink(&j->msg.link);
-        if (req != NULL) {
-            *j->hold = NULL;
-            answer(req, j);
-            kws_metrics_request(req, KWS_R_KEYS, j->started_us);
+        while (j != NULL) {
+            kws_new_key *next = j->next;
+            h2o_req_t *req = j->req;
+            if (req != NULL) {
+                *j->hold = NULL;
+                answer(req, j);
+                kws_metrics_request(req, KWS_R_KEYS, j->started_us);
+            }
+            kws_new_key_free(j);
+            j = next;
         }
-        kws_new_key_free(j);
     }
 }
 

@@ -196,7 +196,7 @@ void kws_change_end(h2o_req_t *req, const char *id, const char *made);
 /* One POST /v1/keys on its way through the committer. */
 typedef struct kws_new_key {
     h2o_multithread_message_t msg; /* the way back to the loop */
-    struct kws_new_key *next;      /* the committer's queue */
+    struct kws_new_key *next;      /* the committer's queue; then its answers to one loop */
     kws_thread *t;                 /* the loop that answers */
     h2o_req_t *req;                /* NULL once the client is gone */
     struct kws_new_key **hold;     /* the request pool's pointer to this */
