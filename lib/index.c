@@ -1331,6 +1331,28 @@ KW_API kw_rc kw_index_sync(kw_index *idx, kw_ctx *ctx)
     return rc != KW_OK ? rc : rc2;
 }
 
+KW_API kw_rc kw_index_write_usage(kw_index *idx, kw_ctx *ctx)
+{
+    kw_rc rc;
+
+    pthread_mutex_lock(&idx->sync_lock);
+    rc = write_usage(idx, ctx);
+    pthread_mutex_unlock(&idx->sync_lock);
+    return rc;
+}
+
+KW_API kw_rc kw_index_follow(kw_index *idx, kw_ctx *ctx)
+{
+    kw_rc rc;
+
+    pthread_mutex_lock(&idx->sync_lock);
+    rc = apply_changes(idx, ctx);
+    pthread_mutex_unlock(&idx->sync_lock);
+    if (rc == KW_OK)
+        atomic_fetch_add(&idx->syncs, 1);
+    return rc;
+}
+
 KW_API void kw_index_stats_get(kw_index *idx, kw_index_stats *out)
 {
     out->keys = atomic_load(&idx->keys);

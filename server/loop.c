@@ -156,8 +156,9 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-/* Write usage and pick up outside changes every sync_ms, on a connection
- * of its own, until the loops have stopped; then once more. */
+/* Write usage (unless the committer does) and pick up outside changes
+ * every sync_ms, on a connection of its own, until the loops and the
+ * committer have stopped; then both once more. */
 static void *sync_main(void *arg)
 {
     const kws_config *cfg = arg;
@@ -178,7 +179,9 @@ static void *sync_main(void *arg)
         fprintf(stderr, "keyward serve: cannot lower the index writer's priority: %s\n",
                 strerror(errno));
     while (atomic_load(&stopping) != 2) {
-        kw_rc rc = kw_index_sync(shared_index, ctx);
+        /* With a committer, usage is its to write (server/create.c). */
+        kw_rc rc = kws_committer_running() ? kw_index_follow(shared_index, ctx)
+                                           : kw_index_sync(shared_index, ctx);
 
         if (rc != KW_OK && !failing)
             fprintf(stderr, "keyward serve: index sync failed (will retry): %s\n", kw_errmsg(ctx));

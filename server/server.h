@@ -218,6 +218,9 @@ typedef struct kws_new_key {
 int kws_committer_start(const kws_config *cfg, kw_index *index);
 /* Finish what is queued and stop. Call after the loops have stopped. */
 void kws_committer_stop(void);
+/* 1 while the committer runs: it writes the index's usage then, and the
+ * index writer only follows changes (kw_index_follow). */
+int kws_committer_running(void);
 /* On each loop's thread, once its context exists. */
 void kws_committer_attach(kws_thread *t);
 /* Create j's key (validated already); the answer comes later, on this

@@ -31,7 +31,7 @@ typedef struct kw_index_stats {
     size_t keys;        /**< records held */
     uint64_t hits;      /**< verifications decided in memory */
     uint64_t fallbacks; /**< verifications passed to storage (imported seed keys) */
-    uint64_t syncs;     /**< kw_index_sync runs that completed */
+    uint64_t syncs;     /**< kw_index_sync (or kw_index_follow) runs that completed */
     uint64_t reloads;   /**< records reloaded after a change */
 } kw_index_stats;
 
@@ -82,6 +82,18 @@ KW_API kw_rc kw_index_refresh(kw_index *idx, kw_ctx *ctx, const char *id) KW_WAR
 
 /** Write usage to storage and apply changes made elsewhere since the last sync. */
 KW_API kw_rc kw_index_sync(kw_index *idx, kw_ctx *ctx) KW_WARN_UNUSED;
+
+/**
+ * kw_index_sync in two halves, for a process that does all its writing on
+ * one connection: kw_index_write_usage writes the usage gathered in memory
+ * (one write transaction on ctx); kw_index_follow applies changes made
+ * elsewhere (it only reads). SQLite drops a connection's page cache when
+ * another connection writes, so a server's key committer, writing usage
+ * too, keeps its cache where a second writer would empty it ten times a
+ * second. Each half serialises with kw_index_sync.
+ */
+KW_API kw_rc kw_index_write_usage(kw_index *idx, kw_ctx *ctx) KW_WARN_UNUSED;
+KW_API kw_rc kw_index_follow(kw_index *idx, kw_ctx *ctx) KW_WARN_UNUSED;
 
 KW_API void kw_index_stats_get(kw_index *idx, kw_index_stats *out);
 
