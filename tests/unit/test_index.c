@@ -679,6 +679,59 @@ static void test_rate_window_late_reader(void **state)
     assert_int_equal(rl.start_ms, t0 - 1000);
 }
 
+/* kw_index_sync in halves, as the server runs it: following changes
+ * writes nothing; usage is written by whichever connection is given. */
+static void test_sync_in_halves(void **state)
+{
+    kwt_db *t = *state;
+    kw_key_record rec = {0}, fresh = {0}, now = {0};
+    kw_secret *key = make(t, 5, NULL, &rec), *k2 = NULL;
+    kw_ctx *writer = other(t);
+    kw_index_stats st0, st1;
+    kw_key_params p;
+    kw_index *idx;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    assert_int_equal(iverify(idx, t, key, NULL, NULL), KW_VALID);
+    assert_int_equal(iverify(idx, t, key, NULL, NULL), KW_VALID);
+    kw_key_params_init(&p);
+    assert_int_equal(kw_key_create(writer, &p, &actor, &k2, &fresh), KW_OK);
+    assert_int_equal(iverify(idx, t, k2, NULL, NULL), KW_NOT_FOUND);
+
+    kw_index_stats_get(idx, &st0);
+    assert_int_equal(kw_index_follow(idx, t->ctx), KW_OK);
+    kw_index_stats_get(idx, &st1);
+    assert_int_equal(st1.syncs, st0.syncs + 1);
+    assert_int_equal(iverify(idx, t, k2, NULL, NULL), KW_VALID); /* the change arrived */
+    assert_int_equal(kw_key_get(t->ctx, rec.id, &now), KW_OK);
+    assert_int_equal(now.credits, 5); /* and nothing was written */
+    kw_key_record_clear(&now);
+
+    assert_int_equal(kw_index_write_usage(idx, writer), KW_OK);
+    assert_int_equal(kw_key_get(t->ctx, rec.id, &now), KW_OK);
+    assert_int_equal(now.credits, 3);
+    assert_true(now.last_used_at >= kw_now() - 2);
+    kw_key_record_clear(&now);
+    /* Written once: a second write adds nothing, and the balance in memory
+     * is still the stored one. */
+    assert_int_equal(kw_index_write_usage(idx, writer), KW_OK);
+    assert_int_equal(kw_index_follow(idx, t->ctx), KW_OK);
+    assert_int_equal(kw_key_get(t->ctx, rec.id, &now), KW_OK);
+    assert_int_equal(now.credits, 3);
+    kw_key_record_clear(&now);
+    {
+        int64_t left = -1;
+        assert_int_equal(iverify(idx, t, key, NULL, &left), KW_VALID);
+        assert_int_equal(left, 2);
+    }
+    kw_index_free(idx);
+    kw_close(writer);
+    kw_secret_free(key);
+    kw_secret_free(k2);
+    kw_key_record_clear(&rec);
+    kw_key_record_clear(&fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -699,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_add_new_key, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_open_fails_midway, kwt_setup, kwt_teardown),
         cmocka_unit_test(test_rate_window_late_reader),
+        cmocka_unit_test_setup_teardown(test_sync_in_halves, kwt_setup, kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
