@@ -5,8 +5,9 @@
 #
 #   1. GET /v1/auth with a valid key            vs nginx: a static map on Authorization
 #   2. POST /v1/keys/verify {"key": ...}        vs nginx: admin bearer by map, fixed 200 body
-#   3. POST /v1/keys (key creation; no reference row): keyward on core 0,
-#      then on both cores, with 64 and with 256 connections
+#   3. POST /v1/keys (key creation; no reference row): keyward with one event
+#      loop on core 0, then on both cores; then as it runs by default (a loop
+#      per core), with 64 and with 256 connections
 #   4. start-up: exec of `keyward serve` to the first 200 from /readyz
 #
 # Method: each server on core 0 with one event loop (keyward --threads 1,
@@ -338,14 +339,46 @@ run_pairs verify $conns
 # Creation syncs the disk on every commit: first let the disk finish what
 # earlier programs left it (bench/run.sh's stores), so keyward's syncs do
 # not pay for their writes.
+# commits NAME PORT before|after: the server's count of group commits and
+# of keys they created, kept for keys_per_commit NAME.
+commits() {
+    curl -s "http://127.0.0.1:$2/metrics" >"$tmp/metrics" || die "GET /metrics failed"
+    sed -n 's/^keyward_key_commits_total //p; s/^keyward_keys_created_total //p' "$tmp/metrics" |
+        tr '\n' ' ' >"$tmp/$1.$3"
+}
+keys_per_commit() {
+    # shellcheck disable=SC2046 # four numbers wanted
+    set -- $(cat "$tmp/$1.before" "$tmp/$1.after")
+    awk -v c="$(($3 - $1))" -v k="$(($4 - $2))" 'BEGIN { printf "%.1f", c ? k / c : 0 }'
+}
+create_row() { # NAME PORT CONNECTIONS
+    commits "$1" "$2" before
+    run_wrk "$1" create "$2" "$3"
+    commits "$1" "$2" after
+}
 sync
-run_wrk create-kw create "$kw_port" $create_conns
+create_row create-kw "$kw_port" $create_conns
 # Creation has no reference server to be fair to: let keyward's threads (the
 # event loop, the committer, the index writer) also use core 1, where wrk
 # runs, and measure again.
 taskset -a -p -c 0,1 "$kw_pid" >/dev/null || die "taskset -a -p $kw_pid failed"
-run_wrk create2-kw create "$kw_port" $create_conns
-run_wrk create3-kw create "$kw_port" $create_conns_many
+create_row create2-kw "$kw_port" $create_conns
+# And as `keyward serve` runs by default: an event loop per core.
+stop "$kw_pid"
+kw_port=$(free_ports 1)
+"$kw" serve --listen "127.0.0.1:$kw_port" --trusted 127.0.0.1/32 \
+    </dev/null >/dev/null 2>"$tmp/keyward2.log" &
+kw_pid=$!
+pids="$pids $kw_pid"
+wait_http "$kw_port" "$kw_pid" "$tmp/keyward2.log"
+i=0
+while [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$kw_port/readyz")" != 200 ]; do
+    i=$((i + 1))
+    [ $i -lt 600 ] || die "keyward serve (default threads) never became ready"
+    sleep 0.05
+done
+create_row create3-kw "$kw_port" $create_conns
+create_row create4-kw "$kw_port" $create_conns_many
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 # Flag the run when something else kept a core busy before it began (during
 # the rows, wrk and the server themselves keep the load near 2).
@@ -444,11 +477,12 @@ nginx is the floor, not an equal: its \`map\` compares one fixed string
 (case-insensitively) and cannot read a JSON body, so for \`/v1/keys/verify\`
 it checks only the admin bearer and never looks at the key in the body.
 
-| key creation over HTTP | keys/s | p50 ms | p99 ms | errors |
-|---|---:|---:|---:|---:|
-| \`POST /v1/keys\` (SQLite; \`-c$create_conns\` so commits can be grouped), keyward on core 0 | $(rps create-kw) | $(ms create-kw p50_us) | $(ms create-kw p99_us) | $(errors create-kw) |
-| same, keyward on both cores (wrk on core 1) | $(rps create2-kw) | $(ms create2-kw p50_us) | $(ms create2-kw p99_us) | $(errors create2-kw) |
-| same, both cores, \`-c$create_conns_many\` | $(rps create3-kw) | $(ms create3-kw p50_us) | $(ms create3-kw p99_us) | $(errors create3-kw) |
+| key creation over HTTP (one round each, on one growing database) | keys/s | p50 ms | p99 ms | keys per commit | errors |
+|---|---:|---:|---:|---:|---:|
+| \`POST /v1/keys\` (SQLite; \`-c$create_conns\` so commits can be grouped), keyward \`--threads 1\` on core 0 | $(rps create-kw) | $(ms create-kw p50_us) | $(ms create-kw p99_us) | $(keys_per_commit create-kw) | $(errors create-kw) |
+| same, keyward on both cores (wrk on core 1) | $(rps create2-kw) | $(ms create2-kw p50_us) | $(ms create2-kw p99_us) | $(keys_per_commit create2-kw) | $(errors create2-kw) |
+| same, keyward as it runs by default (an event loop per core), both cores | $(rps create3-kw) | $(ms create3-kw p50_us) | $(ms create3-kw p99_us) | $(keys_per_commit create3-kw) | $(errors create3-kw) |
+| same, \`-c$create_conns_many\` | $(rps create4-kw) | $(ms create4-kw p50_us) | $(ms create4-kw p99_us) | $(keys_per_commit create4-kw) | $(errors create4-kw) |
 
 | start-up: exec of \`keyward serve\` to the first 200 from \`/readyz\` | keys | ms (median of $startup_runs) | all runs, ms | index built in, s |
 |---|---:|---:|---|---:|
@@ -456,6 +490,6 @@ it checks only the admin bearer and never looks at the key in the body.
 EOF
 
 # Any error answer or socket error fails the run (after the tables are out).
-for row in auth-kw auth-ng verify-kw verify-ng create-kw create2-kw create3-kw; do
+for row in auth-kw auth-ng verify-kw verify-ng create-kw create2-kw create3-kw create4-kw; do
     [ "$(errors $row)" = 0 ] || die "$row: $(errors $row) (wrk output: see above)"
 done
