@@ -436,6 +436,43 @@ static void test_parse_rejects_bad_format_with_good_check(void **state)
     }
 }
 
+/* The body's charset, byte by byte: every one of the 256 byte values at
+ * each of the 44 positions of id and secret (the check recomputed, so only
+ * the charset decides), and of the 6 check digits, against the alphabet. The parser tests 16 bytes
+ * at a time where it can; this pins that down to the definition. */
+static void test_parse_body_charset_every_byte(void **state)
+{
+    static const char base[] = "kw_live_00000000000000000000000000000000000000000000";
+    const size_t plen = strlen("kw_live_");
+
+    (void)state;
+    for (size_t pos = 0; pos < KW_ID_LEN + KW_SECRET_LEN; pos++)
+        for (int b = 0; b < 256; b++) {
+            char data[sizeof(base)], key[KW_KEY_MAX + 16];
+            int want = b != 0 && strchr(KW_BASE62_ALPHABET, b) != NULL;
+            size_t len;
+            memcpy(data, base, sizeof(base));
+            data[plen + pos] = (char)b;
+            len = plen + KW_ID_LEN + KW_SECRET_LEN;
+            memcpy(key, data, len);
+            kw_key_check(key + len, key, len);
+            len += KW_CHECK_LEN;
+            if (parse_exact(key, len, NULL) != want)
+                fail_msg("byte 0x%02x at body position %zu: parse gave %d", b, pos, !want);
+        }
+    /* and in the check digits: a byte outside the alphabet is refused
+     * there too, whatever the CRC */
+    for (size_t pos = 0; pos < KW_CHECK_LEN; pos++)
+        for (int b = 0; b < 256; b++) {
+            char key[KW_KEY_MAX + 16];
+            size_t len = with_check(key, base);
+            if (b != 0 && strchr(KW_BASE62_ALPHABET, b) != NULL)
+                continue;
+            key[len - KW_CHECK_LEN + pos] = (char)b;
+            assert_false(parse_exact(key, len, NULL));
+        }
+}
+
 /* A 50-char body after a 21..30-char prefix (otherwise valid) is refused. */
 static void test_parse_rejects_long_prefix(void **state)
 {
@@ -516,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_parse_rejects_truncated),
         cmocka_unit_test(test_parse_rejects_appended),
         cmocka_unit_test(test_parse_uses_len),
+        cmocka_unit_test(test_parse_body_charset_every_byte),
         cmocka_unit_test(test_parse_rejects_bad_format_with_good_check),
         cmocka_unit_test(test_parse_rejects_long_prefix),
         cmocka_unit_test(test_base62_random_uniform),
