@@ -346,15 +346,27 @@ commits() {
     sed -n 's/^keyward_key_commits_total //p; s/^keyward_keys_created_total //p' "$tmp/metrics" |
         tr '\n' ' ' >"$tmp/$1.$3"
 }
+# (each of NAME.before and NAME.after holds: commits, keys, CPU ticks)
 keys_per_commit() {
-    # shellcheck disable=SC2046 # four numbers wanted
+    # shellcheck disable=SC2046 # six numbers wanted
     set -- $(cat "$tmp/$1.before" "$tmp/$1.after")
-    awk -v c="$(($3 - $1))" -v k="$(($4 - $2))" 'BEGIN { printf "%.1f", c ? k / c : 0 }'
+    awk -v c="$(($4 - $1))" -v k="$(($5 - $2))" 'BEGIN { printf "%.1f", c ? k / c : 0 }'
+}
+# cpu_ticks: keyward's CPU time so far (every thread, user and kernel), in ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$kw_pid/stat"; }
+# cpu_per_key NAME: keyward's CPU microseconds per key created in that row
+cpu_per_key() {
+    # shellcheck disable=SC2046 # six numbers wanted
+    set -- $(cat "$tmp/$1.before" "$tmp/$1.after")
+    awk -v t="$(($6 - $3))" -v k="$(($5 - $2))" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.0f", k ? t * 1e6 / hz / k : 0 }'
 }
 create_row() { # NAME PORT CONNECTIONS
     commits "$1" "$2" before
+    cpu_ticks >>"$tmp/$1.before"
     run_wrk "$1" create "$2" "$3"
     commits "$1" "$2" after
+    cpu_ticks >>"$tmp/$1.after"
 }
 sync
 create_row create-kw "$kw_port" $create_conns
@@ -477,12 +489,16 @@ nginx is the floor, not an equal: its \`map\` compares one fixed string
 (case-insensitively) and cannot read a JSON body, so for \`/v1/keys/verify\`
 it checks only the admin bearer and never looks at the key in the body.
 
-| key creation over HTTP (one round each, on one growing database) | keys/s | p50 ms | p99 ms | keys per commit | errors |
-|---|---:|---:|---:|---:|---:|
-| \`POST /v1/keys\` (SQLite; \`-c$create_conns\` so commits can be grouped), keyward \`--threads 1\` on core 0 | $(rps create-kw) | $(ms create-kw p50_us) | $(ms create-kw p99_us) | $(keys_per_commit create-kw) | $(errors create-kw) |
-| same, keyward on both cores (wrk on core 1) | $(rps create2-kw) | $(ms create2-kw p50_us) | $(ms create2-kw p99_us) | $(keys_per_commit create2-kw) | $(errors create2-kw) |
-| same, keyward as it runs by default (an event loop per core), both cores | $(rps create3-kw) | $(ms create3-kw p50_us) | $(ms create3-kw p99_us) | $(keys_per_commit create3-kw) | $(errors create3-kw) |
-| same, \`-c$create_conns_many\` | $(rps create4-kw) | $(ms create4-kw p50_us) | $(ms create4-kw p99_us) | $(keys_per_commit create4-kw) | $(errors create4-kw) |
+| key creation over HTTP (one round each, on one growing database) | keys/s | p50 ms | p99 ms | keys per commit | keyward's CPU per key, µs | errors |
+|---|---:|---:|---:|---:|---:|---:|
+| \`POST /v1/keys\` (SQLite; \`-c$create_conns\` so commits can be grouped), keyward \`--threads 1\` on core 0 | $(rps create-kw) | $(ms create-kw p50_us) | $(ms create-kw p99_us) | $(keys_per_commit create-kw) | $(cpu_per_key create-kw) | $(errors create-kw) |
+| same, keyward on both cores (wrk on core 1) | $(rps create2-kw) | $(ms create2-kw p50_us) | $(ms create2-kw p99_us) | $(keys_per_commit create2-kw) | $(cpu_per_key create2-kw) | $(errors create2-kw) |
+| same, keyward as it runs by default (an event loop per core), both cores | $(rps create3-kw) | $(ms create3-kw p50_us) | $(ms create3-kw p99_us) | $(keys_per_commit create3-kw) | $(cpu_per_key create3-kw) | $(errors create3-kw) |
+| same, \`-c$create_conns_many\` | $(rps create4-kw) | $(ms create4-kw p50_us) | $(ms create4-kw p99_us) | $(keys_per_commit create4-kw) | $(cpu_per_key create4-kw) | $(errors create4-kw) |
+
+keyward's CPU per key counts every thread of the server, user and kernel
+(its TCP included), from \`/proc\`: one core can create at most a million
+over that many keys a second, and wrk's own work shares the two cores.
 
 | start-up: exec of \`keyward serve\` to the first 200 from \`/readyz\` | keys | ms (median of $startup_runs) | all runs, ms | index built in, s |
 |---|---:|---:|---|---:|
