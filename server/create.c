@@ -42,15 +42,54 @@ void kws_committer_stats(uint64_t *commits, uint64_t *created)
     *created = atomic_load(&C.created);
 }
 
+#define SPARE_MAX 64
+
+kws_new_key *kws_new_key_get(kws_thread *t)
+{
+    kws_new_key *j = t->spare_jobs;
+
+    if (j != NULL) {
+        t->spare_jobs = j->next;
+        t->nspare--;
+        memset(j, 0, sizeof(*j));
+    } else if ((j = calloc(1, sizeof(*j))) == NULL) {
+        return NULL;
+    }
+    j->t = t;
+    return j;
+}
+
 void kws_new_key_free(kws_new_key *j)
 {
+    kws_thread *t;
+
     if (j == NULL)
         return;
     kw_secret_free(j->key);
     kw_key_record_clear(&j->rec);
     free(j->meta);
     json_decref(j->body);
+    t = j->t;
+    if (t != NULL && t->nspare < SPARE_MAX) {
+        j->key = NULL;
+        j->body = NULL;
+        j->meta = NULL;
+        j->next = t->spare_jobs;
+        t->spare_jobs = j;
+        t->nspare++;
+        return;
+    }
     free(j);
+}
+
+void kws_jobs_release(kws_thread *t)
+{
+    while (t->spare_jobs != NULL) {
+        kws_new_key *j = t->spare_jobs;
+        t->spare_jobs = j->next;
+        free(j);
+    }
+    t->nspare = 0;
 }
 
 /* Create the batch; a request the library refuses is answered alone and
@@ -258,7 +297,6 @@ int kws_create_submit(h2o_req_t *req, kws_new_key *j)
         kws_new_key_free(j);
         return 0;
     }
-    j->t = t;
     j->req = req;
     j->started_us = t->req_started_us;
     j->hold = h2o_mem_alloc_shared(&req->pool, sizeof(*j->hold), on_request_gone);

@@ -183,7 +183,7 @@ static int create(h2o_req_t *req)
         kws_send_rc(req, KW_ERR_INVALID, kw_errmsg(t->kw));
         goto out;
     }
-    if ((j = calloc(1, sizeof(*j))) == NULL) {
+    if ((j = kws_new_key_get(t)) == NULL) {
         kws_send_error(req, 500, "internal", "out of memory");
         goto out;
     }

@@ -150,6 +150,7 @@ static void *thread_main(void *arg)
     drain_until = h2o_now(t->h2o.loop) + DRAIN_MS;
     while (!connections_gone(&t->h2o) && h2o_now(t->h2o.loop) < (uint64_t)drain_until)
         h2o_evloop_run(t->h2o.loop, 50);
+    kws_jobs_release(t);
     /* The h2o context is not disposed: libh2o 2.2 asserts on timers that
      * its own shutdown leaves armed. The process exits next; like h2o's own
      * server, it leaves that memory to the exit. */

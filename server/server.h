@@ -88,7 +88,9 @@ typedef struct kws_thread {
     kws_metrics metrics;
     uint64_t req_started_us;            /* when the request being routed arrived */
     h2o_multithread_receiver_t created; /* finished creations (create.c) */
-    int64_t master_reload_ms;           /* when the master key was last read again */
+    struct kws_new_key *spare_jobs;     /* freed creations, for the next ones */
+    unsigned nspare;
+    int64_t master_reload_ms; /* when the master key was last read again */
 } kws_thread;
 
 /* The h2o configuration every loop shares: one handler, kws_route. */
@@ -226,7 +228,14 @@ void kws_committer_attach(kws_thread *t);
 /* Create j's key (validated already); the answer comes later, on this
  * loop. Takes j. Returns 0. */
 int kws_create_submit(h2o_req_t *req, kws_new_key *j);
+/* A zeroed job for t's loop: one of its spares, or a new one; NULL if out
+ * of memory. kws_new_key_free keeps up to a few dozen spares per loop (a
+ * job is over 1 KiB: malloc's large-request path, and its consolidation,
+ * on every creation otherwise); kws_jobs_release frees them. Loop thread
+ * only. */
+kws_new_key *kws_new_key_get(kws_thread *t);
 void kws_new_key_free(kws_new_key *j);
+void kws_jobs_release(kws_thread *t);
 /* Commits made and keys created so far (for /metrics). */
 void kws_committer_stats(uint64_t *commits, uint64_t *created);
 /* 201 with the new key and its record. */
