@@ -327,11 +327,14 @@ int kws_committer_start(const kws_config *cfg, kw_index *index)
     C.sync_ms = cfg->sync_ms;
     C.stop = 0;
     {
+        /* Waits end at the next usage write, on the monotonic clock. */
         pthread_condattr_t ca;
-        int bad = pthread_condattr_init(&ca) != 0 ||
-                  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        int bad = pthread_condattr_init(&ca) != 0;
+        if (!bad) {
+            bad = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
                   pthread_cond_init(&C.cond, &ca) != 0;
-        pthread_condattr_destroy(&ca);
+            pthread_condattr_destroy(&ca);
+        }
         if (bad) {
             kw_close(C.ctx);
             C.ctx = NULL;
