@@ -80,6 +80,23 @@ static int open_listener(const struct sockaddr_storage *ss, socklen_t len)
     return fd;
 }
 
+/* Does another socket listen at this address already? Our threads share
+ * the port with SO_REUSEPORT, and so could a second `keyward serve` of the
+ * same user: it would quietly take part of the connections, perhaps to
+ * another database. A socket without SO_REUSEPORT cannot bind where one
+ * listens. */
+static int address_taken(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int one = 1, taken, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return 0; /* open_listener reports what is wrong */
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    taken = bind(fd, (const struct sockaddr *)ss, len) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return taken;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     kws_thread *t = listener->data;
@@ -251,6 +268,11 @@ static int prepare(const kws_config *cfg, kws_thread *ts, int n, char *where, si
         if (rc != KW_OK) {
             fprintf(stderr, "keyward serve: %s: %s\n", kw_strerror(rc), err);
             return rc == KW_ERR_NOMEM ? 5 : 3;
+        }
+        if (i == 0 && address_taken(&ss, len)) {
+            fprintf(stderr, "keyward serve: cannot listen on %s: %s (another server?)\n",
+                    cfg->listen, strerror(EADDRINUSE));
+            return 4;
         }
         ts[i].fd = open_listener(&ss, len);
         if (ts[i].fd < 0) {

@@ -955,5 +955,29 @@ class Shutdown(unittest.TestCase):
             srv.cleanup()
 
 
+class SecondServer(unittest.TestCase):
+
+    def test_second_server_on_the_same_address_is_refused(self):
+        """The threads share their port with SO_REUSEPORT; a second
+        `keyward serve` on the same address must not quietly share it too
+        (it would take part of the connections, perhaps for another
+        database). It refuses to start, and the first keeps serving."""
+        srv = Server(threads=2)
+        try:
+            r = srv.kw("serve", "--listen", "%s:%d" % (HOST, srv.port), "--threads", "2")
+            self.assertEqual(r.code, 4, r)
+            self.assertIn("cannot listen on %s:%d" % (HOST, srv.port), r.err)
+            self.assertIn("in use", r.err)
+            for _ in range(20):  # every connection still reaches the first server
+                st, _, _ = srv.request("GET", "/healthz")
+                self.assertEqual(st, 200)
+            code, _ = srv.stop()
+            self.assertEqual(code, 0)
+        finally:
+            if srv.alive():
+                srv.proc.kill()
+            srv.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
