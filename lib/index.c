@@ -87,6 +87,7 @@ typedef struct ext {
     int64_t used_at;  /* last_used_at not yet written */
     counts cur, prev; /* usage not yet written: this hour's, and the last one's */
     int dirty;
+    int queued; /* its id is on the shard's dirty list */
 } ext;
 
 /* What verification reads first: 96 bytes. */
@@ -116,6 +117,13 @@ typedef struct shard {
     uint32_t *free; /* refs of entries handed back */
     size_t nfree, freecap;
     uint64_t hits; /* verifications decided here: counted under the lock, no shared line */
+    /* Ids of keys with usage to write, so that a sync reads those, not every
+     * slot (a million keys took a fifth of a core, ten scans a second).
+     * An id may be stale (key dropped) or twice (dropped and back): the
+     * ext's `queued` says which entry is really waiting. */
+    char (*dirty)[KW_ID_LEN];
+    size_t ndirty, dirtycap;
+    int dirty_lost; /* the list could not grow: the next sync scans every slot */
 } shard;
 
 struct kw_index {
@@ -668,7 +676,28 @@ static void count_add(ext *x, int64_t bucket, int code, uint32_t n)
         x->cur.bucket = bucket;
     }
     x->cur.n[code] += n;
+}
+
+/* e (with an ext) has usage to write: flag it, and list it once. Lock held. */
+static void mark_dirty(shard *s, entry *e)
+{
+    ext *x = e->x;
+
     x->dirty = 1;
+    if (x->queued)
+        return;
+    if (s->ndirty == s->dirtycap) {
+        size_t cap = s->dirtycap ? s->dirtycap * 2 : 64;
+        char(*g)[KW_ID_LEN] = realloc(s->dirty, cap * sizeof(*g));
+        if (g == NULL) {
+            s->dirty_lost = 1;
+            return;
+        }
+        s->dirty = g;
+        s->dirtycap = cap;
+    }
+    memcpy(s->dirty[s->ndirty++], e->id, KW_ID_LEN);
+    x->queued = 1;
 }
 
 KW_API kw_rc kw_index_get(kw_index *idx, const char *id, kw_key_record *out)
@@ -983,6 +1012,7 @@ KW_API void kw_index_free(kw_index *idx)
         free(s->chunks);
         free(s->free);
         free(s->slots);
+        free(s->dirty);
         pthread_mutex_destroy(&s->lock);
     }
     pthread_mutex_destroy(&idx->sync_lock);
@@ -999,7 +1029,7 @@ KW_API void kw_index_free(kw_index *idx)
 
 /* Take cost from e's own credits. Returns 1 if spent (or unlimited), 0 if
  * too few. Lock held. */
-static int spend_here(entry *e, int64_t cost, int64_t *remaining)
+static int spend_here(shard *s, entry *e, int64_t cost, int64_t *remaining)
 {
     if (e->credits == KW_CREDITS_UNLIMITED) {
         *remaining = KW_CREDITS_UNLIMITED;
@@ -1010,7 +1040,7 @@ static int spend_here(entry *e, int64_t cost, int64_t *remaining)
         return 0;
     e->credits -= cost;
     e->x->spent += cost;
-    e->x->dirty = 1;
+    mark_dirty(s, e);
     *remaining = e->credits;
     return 1;
 }
@@ -1037,7 +1067,7 @@ static int spend_pool(kw_index *idx, const char *from, int64_t cost, int64_t *re
             continue;
         }
         if (e != NULL)
-            ret = spend_here(e, cost, remaining);
+            ret = spend_here(s, e, cost, remaining);
         pthread_mutex_unlock(&s->lock);
         return ret;
     }
@@ -1045,7 +1075,7 @@ static int spend_pool(kw_index *idx, const char *from, int64_t cost, int64_t *re
 }
 
 /* Note a verification of e: its last use and its count. Lock held. */
-static int note_use(entry *e, kw_verdict code, int64_t now_ms)
+static int note_use(shard *s, entry *e, kw_verdict code, int64_t now_ms)
 {
     if (ext_of(e) == NULL)
         return -1;
@@ -1054,6 +1084,7 @@ static int note_use(entry *e, kw_verdict code, int64_t now_ms)
         e->last_used_at = e->x->used_at;
     }
     count_add(e->x, kwi_usage_bucket(now_ms / 1000), code, 1);
+    mark_dirty(s, e);
     return 0;
 }
 
@@ -1115,12 +1146,12 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
     } else {
         code = kwi_decide(&out->key, e->x != NULL ? &e->x->rl : &no_rl, now_ms, req, out);
         if (code == KW_VALID && !e->c->pooled)
-            code = spend_here(e, cost, &out->remaining) ? KW_VALID : KW_USAGE_EXCEEDED;
+            code = spend_here(s, e, cost, &out->remaining) ? KW_VALID : KW_USAGE_EXCEEDED;
         else if (code == KW_VALID)
             code = KW_VERDICT_COUNT; /* spend from the pool, below */
     }
     if (rc == KW_OK && code != KW_VERDICT_COUNT) {
-        if (note_use(e, code, now_ms) != 0)
+        if (note_use(s, e, code, now_ms) != 0)
             rc = KW_ERR_NOMEM;
         out->key.credits = e->credits;
         out->key.last_used_at = e->last_used_at;
@@ -1145,7 +1176,7 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
     if (e == NULL) {
         code = KW_NOT_FOUND;
     } else {
-        if (note_use(e, code, now_ms) != 0)
+        if (note_use(s, e, code, now_ms) != 0)
             rc = KW_ERR_NOMEM;
         out->key.last_used_at = e->last_used_at;
     }
@@ -1171,42 +1202,89 @@ typedef struct usage {
     counts c[2];
 } usage;
 
+/* Room for one more in u; 0 if out of memory. */
+static int usage_room(usage **u, size_t count, size_t *cap)
+{
+    if (count == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        usage *g = realloc(*u, c * sizeof(**u));
+        if (g == NULL)
+            return 0;
+        *u = g;
+        *cap = c;
+    }
+    return 1;
+}
+
+/* Move e's pending usage into *to (the spends to `flushing`). Lock held. */
+static void take(usage *to, entry *e)
+{
+    ext *x = e->x;
+
+    memcpy(to->id, e->id, KW_ID_LEN);
+    to->id[KW_ID_LEN] = '\0';
+    to->spent = x->spent;
+    to->used_at = x->used_at;
+    to->c[0] = x->prev;
+    to->c[1] = x->cur;
+    memset(&x->prev, 0, sizeof(x->prev));
+    memset(&x->cur, 0, sizeof(x->cur));
+    x->flushing += x->spent;
+    x->spent = 0;
+    x->dirty = 0;
+}
+
+/* The usage of every listed key (every key, after a list that could not
+ * grow). Out of memory, it stops early: what it took is written, the rest
+ * stays pending for the next sync. */
 static kw_rc collect(kw_index *idx, usage **out, size_t *n)
 {
     size_t cap = 0, count = 0;
     usage *u = NULL;
+    int full = 0;
 
-    for (int i = 0; i < SHARDS; i++) {
+    for (int i = 0; i < SHARDS && !full; i++) {
         shard *s = &idx->shards[i];
+        size_t j;
+
         pthread_mutex_lock(&s->lock);
-        for (size_t j = 0; j < s->cap; j++) {
-            entry *e;
-            ext *x;
-            if (s->slots[j] == 0 || (x = (e = ent(s, slot_ref(s->slots[j])))->x) == NULL ||
-                !x->dirty)
-                continue;
-            if (count == cap) {
-                usage *g = realloc(u, (cap = cap ? cap * 2 : 64) * sizeof(*u));
-                if (g == NULL) {
-                    pthread_mutex_unlock(&s->lock);
-                    free(u); /* the entries stay dirty: nothing is lost */
-                    return KW_ERR_NOMEM;
+        if (s->dirty_lost) {
+            for (j = 0; j < s->cap; j++) {
+                entry *e;
+                if (s->slots[j] == 0 || (e = ent(s, slot_ref(s->slots[j])))->x == NULL)
+                    continue;
+                e->x->queued = 0;
+                if (!e->x->dirty)
+                    continue;
+                if (!usage_room(&u, count, &cap)) {
+                    full = 1;
+                    break;
                 }
-                u = g;
+                take(&u[count++], e);
             }
-            memcpy(u[count].id, e->id, KW_ID_LEN);
-            u[count].id[KW_ID_LEN] = '\0';
-            u[count].spent = x->spent;
-            u[count].used_at = x->used_at;
-            u[count].c[0] = x->prev;
-            u[count].c[1] = x->cur;
-            memset(&x->prev, 0, sizeof(x->prev));
-            memset(&x->cur, 0, sizeof(x->cur));
-            x->flushing += x->spent;
-            x->spent = 0;
-            x->dirty = 0;
-            count++;
+            if (!full) {
+                s->dirty_lost = 0;
+                s->ndirty = 0;
+            }
+            pthread_mutex_unlock(&s->lock);
+            continue;
         }
+        for (j = 0; j < s->ndirty; j++) {
+            entry *e = find(s, s->dirty[j], id_hash(s->dirty[j]));
+            if (e == NULL || e->x == NULL || !e->x->queued)
+                continue; /* dropped since, or listed again later */
+            if (e->x->dirty && !usage_room(&u, count, &cap)) {
+                full = 1;
+                break;
+            }
+            e->x->queued = 0;
+            if (e->x->dirty)
+                take(&u[count++], e);
+        }
+        /* what is left of the list waits for the next sync */
+        if (j < s->ndirty)
+            memmove(s->dirty, s->dirty + j, (s->ndirty - j) * sizeof(*s->dirty));
+        s->ndirty -= j;
         pthread_mutex_unlock(&s->lock);
     }
     *out = u;
@@ -1235,7 +1313,7 @@ static void settle(kw_index *idx, const usage *u, size_t n, int ok)
                     for (int c = 0; c < KW_VERDICT_COUNT; c++)
                         if (u[i].c[k].bucket != 0 && u[i].c[k].n[c] != 0)
                             count_add(x, u[i].c[k].bucket, c, u[i].c[k].n[c]);
-                x->dirty = 1;
+                mark_dirty(s, e);
             }
             ext_trim(e);
         }

@@ -732,6 +732,62 @@ static void test_sync_in_halves(void **state)
     kw_key_record_clear(&fresh);
 }
 
+/* Only keys used since the last sync are written (the shards keep a list
+ * of them), every one of them, exactly once: hundreds of keys, so the
+ * lists grow; a second round on half of them; a key dropped meanwhile. */
+static void test_usage_of_many_keys_written_once(void **state)
+{
+    kwt_db *t = *state;
+    enum { N = 300 };
+    kw_key_params p[N];
+    kw_actor actors[N];
+    kw_secret *keys[N];
+    kw_key_record recs[N];
+    kw_index *idx;
+
+    for (int i = 0; i < N; i++) {
+        kw_key_params_init(&p[i]);
+        p[i].credits = 10;
+        actors[i] = actor;
+    }
+    assert_int_equal(kw_key_create_many(t->ctx, p, actors, N, keys, recs, NULL), KW_OK);
+    assert_int_equal(kw_index_open(&idx, t->ctx, N), KW_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(iverify(idx, t, keys[i], NULL, NULL), KW_VALID);
+    assert_int_equal(kw_index_write_usage(idx, t->ctx), KW_OK);
+    for (int i = 0; i < N; i += 2) {
+        assert_int_equal(iverify(idx, t, keys[i], NULL, NULL), KW_VALID);
+        assert_int_equal(iverify(idx, t, keys[i], NULL, NULL), KW_VALID);
+    }
+    /* key 0's row removed by hand and the key dropped from the index: its
+     * pending spends have nowhere to go, and the others are still written */
+    {
+        char sql[128];
+        sqlite3 *db;
+        snprintf(sql, sizeof(sql), "DELETE FROM keys WHERE id = '%s'", recs[0].id);
+        assert_int_equal(sqlite3_open(t->url + strlen("sqlite:"), &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_changes(db), 1);
+        sqlite3_close(db);
+    }
+    assert_int_equal(kw_index_refresh(idx, t->ctx, recs[0].id), KW_OK);
+    assert_int_equal(iverify(idx, t, keys[0], NULL, NULL), KW_NOT_FOUND);
+    assert_int_equal(kw_index_write_usage(idx, t->ctx), KW_OK);
+    assert_int_equal(kw_index_write_usage(idx, t->ctx), KW_OK); /* nothing more */
+    for (int i = 1; i < N; i++) {
+        kw_key_record now;
+        assert_int_equal(kw_key_get(t->ctx, recs[i].id, &now), KW_OK);
+        if (now.credits != (i % 2 == 0 ? 7 : 9))
+            fail_msg("key %d: %lld credits stored", i, (long long)now.credits);
+        kw_key_record_clear(&now);
+    }
+    for (int i = 0; i < N; i++) {
+        kw_secret_free(keys[i]);
+        kw_key_record_clear(&recs[i]);
+    }
+    kw_index_free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -753,6 +809,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_fails_midway, kwt_setup, kwt_teardown),
         cmocka_unit_test(test_rate_window_late_reader),
         cmocka_unit_test_setup_teardown(test_sync_in_halves, kwt_setup, kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_of_many_keys_written_once, kwt_setup,
+                                        kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
