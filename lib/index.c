@@ -1361,8 +1361,13 @@ static kw_rc apply_changes(kw_index *idx, kw_ctx *ctx)
         for (size_t i = 0; i < n && rc == KW_OK; i++) {
             const kw_audit_record *r = &recs[i];
             const char *new_id;
-            if (strncmp(r->action, "key.", 4) != 0 || !kw_key_id_valid(r->target))
+            if (strncmp(r->action, "key.", 4) != 0 || !kw_key_id_valid(r->target)) {
+                /* Nothing to apply, but past it: a page of such records
+                 * (failed admin calls, secret reads) read again and again
+                 * held this loop forever. */
+                idx->audit_seq = r->seq;
                 continue;
+            }
             /* A creation here (kw_index_add) is indexed already, from the
              * same row; any later change has its own record after this. */
             if (strcmp(r->action, "key.create") == 0 && indexed(idx, r->target)) {

@@ -979,5 +979,37 @@ class SecondServer(unittest.TestCase):
             srv.cleanup()
 
 
+class FollowsTheCommandLine(unittest.TestCase):
+
+    def test_cli_key_arrives_after_many_refused_calls(self):
+        """A key made with the command line reaches the running server
+        within a second, even after more than a page (500) of audit records
+        that change no key: 600 refused admin calls. The server's follower
+        once read that page again and again, forever, and such a key never
+        arrived (401)."""
+        srv = Server(threads=1)
+        try:
+            for _ in range(600):
+                st, _, _ = srv.request("GET", "/v1/keys", auth="kw_live_nope")
+                self.assertEqual(st, 401)
+            r = srv.kw("key", "create", "--owner", "cli", "--json")
+            self.assertEqual(r.code, 0, r)
+            key = json.loads(r.out)["key"]
+            deadline = time.time() + 1.5
+            while True:
+                st, _, _ = srv.request("GET", "/v1/auth",
+                                       headers={"Authorization": "Bearer " + key})
+                if st == 200 or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(st, 200)
+            code, _ = srv.stop()
+            self.assertEqual(code, 0)
+        finally:
+            if srv.alive():
+                srv.proc.kill()
+            srv.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "internal.h"
@@ -788,6 +789,36 @@ static void test_usage_of_many_keys_written_once(void **state)
     kw_index_free(idx);
 }
 
+/* A key changed elsewhere arrives after more than a page (500) of audit
+ * records that change no key (refused admin calls, secret reads): the
+ * follower moves past them. It once read that page again and again,
+ * forever, holding the sync lock. */
+static void test_follow_past_a_page_of_other_records(void **state)
+{
+    kwt_db *t = *state;
+    kw_ctx *cli = other(t);
+    kw_key_record rec = {0};
+    kw_secret *key = NULL;
+    kw_key_params p;
+    kw_index *idx;
+
+    assert_int_equal(kw_index_open(&idx, t->ctx, 100), KW_OK);
+    for (int i = 0; i < 1200; i++)
+        assert_int_equal(kw_audit_append(cli, &actor, "auth.fail", "-", "denied", NULL), KW_OK);
+    kw_key_params_init(&p);
+    assert_int_equal(kw_key_create(cli, &p, &actor, &key, &rec), KW_OK);
+    alarm(30); /* a follower that never returns fails here, not at ctest's timeout */
+    assert_int_equal(kw_index_follow(idx, t->ctx), KW_OK);
+    alarm(0);
+    assert_int_equal(iverify(idx, t, key, NULL, NULL), KW_VALID);
+    /* and the next round, with nothing new, returns at once */
+    assert_int_equal(kw_index_follow(idx, t->ctx), KW_OK);
+    kw_index_free(idx);
+    kw_close(cli);
+    kw_secret_free(key);
+    kw_key_record_clear(&rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -810,6 +841,8 @@ int main(void)
         cmocka_unit_test(test_rate_window_late_reader),
         cmocka_unit_test_setup_teardown(test_sync_in_halves, kwt_setup, kwt_teardown),
         cmocka_unit_test_setup_teardown(test_usage_of_many_keys_written_once, kwt_setup,
+                                        kwt_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_past_a_page_of_other_records, kwt_setup,
                                         kwt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
