@@ -336,9 +336,6 @@ done
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 run_pairs auth $conns
 run_pairs verify $conns
-# Creation syncs the disk on every commit: first let the disk finish what
-# earlier programs left it (bench/run.sh's stores), so keyward's syncs do
-# not pay for their writes.
 # commits NAME PORT before|after: the server's count of group commits and
 # of keys they created, kept for keys_per_commit NAME.
 commits() {
@@ -388,6 +385,9 @@ create_rounds() {
     for f in out before after; do cp "$tmp/$1.$m.$f" "$tmp/$1.$f"; done
     create_all=$(sort -k2 -n "$tmp/$1.rps" | awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1 }')
 }
+# Creation syncs the disk on every commit: first let the disk finish what
+# earlier programs left it (bench/run.sh's stores), so keyward's syncs do
+# not pay for their writes.
 sync
 create_rounds create-kw "$kw_port" $create_conns
 # Creation has no reference server to be fair to: let keyward's threads (the
