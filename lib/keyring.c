@@ -209,12 +209,10 @@ static kw_rc ring_load(kw_ctx *ctx)
     kwi_signing_key_row *rows;
     struct kwi_keyring *r;
     size_t n;
-    kw_rc rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
+    kw_rc rc = kwi_store_rc(ctx, ctx->store->ops->signing_key_list(ctx->store, &rows, &n));
 
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc != KW_OK)
         return rc;
-    }
     r = calloc(1, sizeof(*r));
     if (r == NULL || (r->k = calloc(n ? n : 1, sizeof(*r->k))) == NULL) {
         free(r);
@@ -285,12 +283,11 @@ static kw_rc revoked_load(kw_ctx *ctx)
     char(*ids)[KW_ID_LEN + 1], (*merged)[KW_ID_LEN + 1];
     size_t n, i = 0, j = 0, k = 0;
     int64_t last;
-    kw_rc rc = ctx->store->ops->token_revoked(ctx->store, ctx->revoked_upto, &ids, &n, &last);
+    kw_rc rc = kwi_store_rc(
+        ctx, ctx->store->ops->token_revoked(ctx->store, ctx->revoked_upto, &ids, &n, &last));
 
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc != KW_OK)
         return rc;
-    }
     if (n > 1) /* revocation order, not memcmp's */
         qsort(ids, n, sizeof(*ids), id_cmp);
     if (n > 0 && ctx->nrevoked == 0) {
@@ -567,12 +564,10 @@ static kw_rc key_insert(kw_ctx *ctx, uint32_t kid, const char *kind, const unsig
     if ((row.has_public_key = public_key != NULL))
         memcpy(row.public_key, public_key, PK_LEN);
     seal(ctx, &row, secret, secret ? SECRET_LEN : 0);
-    rc = ctx->store->ops->signing_key_insert(ctx->store, &row);
+    rc = kwi_store_rc(ctx, ctx->store->ops->signing_key_insert(ctx->store, &row));
     sodium_memzero(&row.sealed, sizeof(row.sealed));
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc != KW_OK)
         return rc;
-    }
     atomic_fetch_add(&keyring_gen, 1); /* every context reads it again (committed or not) */
     return KW_OK;
 }
@@ -650,11 +645,8 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
 
     if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n);
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if ((rc = kwi_store_rc(ctx, ctx->store->ops->signing_key_list(ctx->store, &rows, &n))) != KW_OK)
         goto out;
-    }
     if ((active = active_of(rows, n)) == NULL && n > 0) {
         /* a keyring set up by hand (keys retired, or only public keys
          * imported: a verifier) never gets a minting key by itself */
@@ -669,10 +661,9 @@ KW_API kw_rc kw_token_mint(kw_ctx *ctx, const kw_token_params *p, const kw_actor
             goto out;
         rows_free(rows, n);
         rows = NULL;
-        if ((rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n)) != KW_OK) {
-            kwi_seterr(ctx, "%s", ctx->store->errmsg);
+        if ((rc = kwi_store_rc(ctx, ctx->store->ops->signing_key_list(ctx->store, &rows, &n))) !=
+            KW_OK)
             goto out;
-        }
         if ((active = active_of(rows, n)) == NULL) {
             rc = KW_ERR_STORAGE;
             kwi_seterr(ctx, "the new signing key is not in the keyring");
@@ -760,8 +751,7 @@ KW_API kw_rc kw_signing_key_rotate(kw_ctx *ctx, const char *kind, const kw_actor
             kind = strcmp(active->kind, KIND_ED25519) == 0 ? KIND_ED25519 : KIND_HMAC;
         rc = ctx->store->ops->signing_key_state(ctx->store, previous, "verify", kw_now());
     }
-    if (rc != KW_OK)
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    rc = kwi_store_rc(ctx, rc);
     if (kind == NULL) /* a first key */
         kind = KIND_HMAC;
     if (rc == KW_OK)
@@ -797,9 +787,9 @@ KW_API kw_rc kw_signing_key_retire(kw_ctx *ctx, uint32_t kid, const kw_actor *ac
         kwi_seterr(ctx, "no signing key %08x", (unsigned)kid);
         rc = KW_ERR_NOT_FOUND;
     }
-    if (rc == KW_OK &&
-        (rc = ctx->store->ops->signing_key_state(ctx->store, kid, "retired", kw_now())) != KW_OK)
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc == KW_OK)
+        rc = kwi_store_rc(ctx,
+                          ctx->store->ops->signing_key_state(ctx->store, kid, "retired", kw_now()));
     if (rc == KW_OK)
         rc = audit_kid(ctx, actor, "signing-key.retire", kid, NULL, 0);
     rc = kwi_end(ctx, rc);
@@ -817,12 +807,10 @@ static kw_rc key_list(kw_ctx *ctx, int checked, kw_signing_key_info **out, size_
     kwi_signing_key_row *rows;
     kw_signing_key_info *info;
     size_t count;
-    kw_rc rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &count);
+    kw_rc rc = kwi_store_rc(ctx, ctx->store->ops->signing_key_list(ctx->store, &rows, &count));
 
-    if (rc != KW_OK) {
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    if (rc != KW_OK)
         return rc;
-    }
     for (size_t i = 0; checked && i < count && rc == KW_OK; i++) {
         ring_key k = {0};
         if ((rc = ring_key_load(ctx, &rows[i], &k)) == KW_ERR_NOT_FOUND)
@@ -882,8 +870,7 @@ KW_API kw_rc kw_signing_key_add_public(kw_ctx *ctx, const kw_public_key *key, co
     }
     if ((rc = kwi_begin(ctx)) != KW_OK)
         return rc;
-    if ((rc = ctx->store->ops->signing_key_list(ctx->store, &rows, &n)) != KW_OK)
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    rc = kwi_store_rc(ctx, ctx->store->ops->signing_key_list(ctx->store, &rows, &n));
     for (size_t i = 0; rc == KW_OK && i < n; i++) {
         if (rows[i].kid != key->kid)
             continue;
