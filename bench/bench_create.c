@@ -16,6 +16,11 @@
  * at the end.
  *
  * usage: bench_create [SECONDS_PER_ROW]   prints a Markdown table on stdout
+ *        bench_create --cpu N SECONDS     prints one line: the CPU microseconds
+ *                                         (user and system) plain SQLite spends
+ *                                         per key writing key and audit rows, N
+ *                                         keys per transaction, and its keys/s
+ *                                         (bench/http.sh's floor for creation)
  */
 #define _GNU_SOURCE /* nftw, mkdtemp */
 #include <ftw.h>
@@ -207,20 +212,57 @@ static double plain_run(plain *p, size_t batch, int audit, double seconds, unsig
     return t;
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* --cpu: plain SQLite's CPU per key (key and audit rows, `batch` keys per
+ * transaction, checkpoints included) on a fresh database in dir. */
+static int cpu_per_key(const char *dir, const kw_secret *pepper, size_t batch, double seconds)
+{
+    char path[PATH_LEN];
+    unsigned long n = 0;
+    double c0, t;
+    plain p;
+
+    snprintf(path, sizeof(path), "%s/sqlite-cpu.db", dir);
+    plain_open(&p, path, pepper);
+    c0 = cpu_s();
+    t = plain_run(&p, batch, 1, seconds, &n);
+    c0 = cpu_s() - c0;
+    plain_close(&p);
+    db_remove(path);
+    printf("%.1f %.0f\n", c0 * 1e6 / (double)n, (double)n / t);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? strtod(argv[1], NULL) : 2.0;
+    int cpu = argc == 4 && strcmp(argv[1], "--cpu") == 0;
+    double seconds = strtod(cpu ? argv[3] : argc > 1 ? argv[1] : "2", NULL);
+    long cpu_batch = cpu ? strtol(argv[2], NULL, 10) : 0;
     char dir[] = "/tmp/kwbench.XXXXXX";
     kw_secret *pepper;
+    int rc;
 
-    if (argc > 2 || !(seconds > 0)) {
-        fprintf(stderr, "usage: bench_create [SECONDS_PER_ROW]\n");
+    if ((!cpu && argc > 2) || !(seconds > 0) || (cpu && (cpu_batch < 1 || cpu_batch > 100000))) {
+        fprintf(stderr, "usage: bench_create [SECONDS_PER_ROW]\n"
+                        "       bench_create --cpu KEYS_PER_TRANSACTION SECONDS\n");
         return 2;
     }
     if (kw_init() != KW_OK || mkdtemp(dir) == NULL ||
         kw_secret_new(&pepper, KW_PEPPER_LEN) != KW_OK)
         return 2;
     randombytes_buf(kw_secret_data(pepper), KW_PEPPER_LEN);
+    if (cpu) {
+        rc = cpu_per_key(dir, pepper, (size_t)cpu_batch, seconds);
+        kw_secret_free(pepper);
+        return rm_rf(dir) == 0 ? rc : 6;
+    }
 
     printf("| key creation (durable: WAL, synchronous=FULL) | keyward keys/s | plain SQLite, "
            "key rows/s | keyward / that | plain SQLite, key and audit rows, keys/s "

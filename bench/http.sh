@@ -5,9 +5,13 @@
 #
 #   1. GET /v1/auth with a valid key            vs nginx: a static map on Authorization
 #   2. POST /v1/keys/verify {"key": ...}        vs nginx: admin bearer by map, fixed 200 body
-#   3. POST /v1/keys (key creation; no reference row): keyward with one event
-#      loop on core 0, then on both cores; then as it runs by default (a loop
-#      per core), with 64 and with 256 connections
+#   3. POST /v1/keys (key creation): keyward with one event loop on core 0,
+#      beside its floor on one core: the CPU nginx spends answering the same
+#      POST (admin bearer by map, keyward's answer with the key blanked as a
+#      fixed 201) plus the CPU plain SQLite spends writing the key and audit
+#      rows at the same keys per commit (bench_create --cpu); then keyward on
+#      both cores, then as it runs by default (a loop per core), with 64 and
+#      with 256 connections
 #   4. start-up: exec of `keyward serve` to the first 200 from /readyz
 #
 # Method: each server on core 0 with one event loop (keyward --threads 1,
@@ -30,6 +34,8 @@
 #                    database this script creates (a few thousand keys).
 #   KEYWARD_BIN      the keyward binary (default: build/bench/keyward, built
 #                    here as bench/run.sh does)
+#   BENCH_CREATE_BIN bench_create, for the creation floor (default: the one
+#                    beside KEYWARD_BIN)
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -60,11 +66,13 @@ for t in curl python3 taskset; do
 done
 if [ -z "${KEYWARD_BIN:-}" ]; then
     cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DKW_TESTS=OFF >/dev/null
-    cmake --build build/bench --target keyward_cli -j"$(nproc)" >/dev/null
+    cmake --build build/bench --target keyward_cli bench_create -j"$(nproc)" >/dev/null
     KEYWARD_BIN=$root/build/bench/keyward
 fi
 kw=$KEYWARD_BIN
 [ -x "$kw" ] || die "$kw is not executable"
+bench_create=${BENCH_CREATE_BIN:-$(dirname "$kw")/bench_create}
+[ -x "$bench_create" ] || die "$bench_create is not executable (set BENCH_CREATE_BIN)"
 
 # ---- temporary directory, servers, and their clean-up ---------------------
 
@@ -180,6 +188,18 @@ expect 200 POST "$kw_port" /v1/keys/verify "$tmp/curl-admin" "$tmp/body-valid"
 grep -q '"code":"VALID"' "$tmp/answer" || die "verify did not say VALID: $(show "$tmp/answer")"
 verify_answer=$(cat "$tmp/answer")
 case $verify_answer in *[\'\$\\]*) die "cannot put keyward's answer in nginx's return: $verify_answer" ;; esac
+# And its answer to POST /v1/keys, the key blanked out (same length), for
+# nginx's side of the creation floor.
+expect 201 POST "$kw_port" /v1/keys "$tmp/curl-admin" "$tmp/body-create"
+grep -q '"key":"kw_' "$tmp/answer" || die "POST /v1/keys gave no key: $(show "$tmp/answer")"
+create_answer=$(python3 -c '
+import re, sys
+s = open(sys.argv[1]).read()
+print(re.sub(r"\"key\":\"([^\"]*)\"", lambda m: "\"key\":\"" + "x" * len(m.group(1)) + "\"", s), end="")
+' "$tmp/answer")
+rm -f "$tmp/answer" # it holds a key
+case $create_answer in *kw_live_*) die "the creation answer still holds a key" ;; esac
+case $create_answer in *[\'\$\\]*) die "cannot put keyward's creation answer in nginx's return" ;; esac
 
 mkdir "$tmp/nginx"
 cat >"$tmp/nginx/nginx.conf" <<EOF
@@ -218,6 +238,13 @@ http {
             if (\$admin_ok = 0) { return 401; }
             return 200 '$verify_answer';
         }
+        # The HTTP half of the creation floor: the admin bearer by map, the
+        # body read and discarded, keyward's creation answer (key blanked).
+        location = /v1/keys {
+            default_type application/json;
+            if (\$admin_ok = 0) { return 401; }
+            return 201 '$create_answer';
+        }
     }
 }
 EOF
@@ -238,9 +265,8 @@ for port in "$kw_port" "$ng_port"; do
 done
 expect 200 POST "$kw_port" /v1/keys/verify "$tmp/curl-admin" "$tmp/body-wrong"
 grep -q '"valid":false' "$tmp/answer" || die "keyward said a wrong key is valid: $(show "$tmp/answer")"
-expect 201 POST "$kw_port" /v1/keys "$tmp/curl-admin" "$tmp/body-create"
-grep -q '"key":"kw_' "$tmp/answer" || die "POST /v1/keys gave no key: $(show "$tmp/answer")"
-rm -f "$tmp/answer"    # it holds a key
+expect 201 POST "$ng_port" /v1/keys "$tmp/curl-admin" "$tmp/body-create"
+expect 401 POST "$ng_port" /v1/keys "$tmp/curl-wrong" "$tmp/body-create"
 
 # ---- wrk -------------------------------------------------------------------
 
@@ -272,9 +298,10 @@ end
 
 function done(summary, latency, requests)
     local e = summary.errors
-    io.write(string.format("KWBENCH rps=%.1f p50_us=%d p99_us=%d non2xx=%d sockerr=%d\n",
+    io.write(string.format("KWBENCH rps=%.1f p50_us=%d p99_us=%d non2xx=%d sockerr=%d n=%d\n",
         summary.requests / (summary.duration / 1e6), latency:percentile(50),
-        latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+        latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout,
+        summary.requests))
 end
 EOF
 
@@ -349,6 +376,12 @@ keys_per_commit() {
     set -- $(cat "$tmp/$1.before" "$tmp/$1.after")
     awk -v c="$(($4 - $1))" -v k="$(($5 - $2))" 'BEGIN { printf "%.1f", c ? k / c : 0 }'
 }
+# floor_rps / floor_cpu / floor_ratio NAME: the median floor of
+# create_rounds NAME, as keys/s, as "nginx + SQLite = sum" µs per key, and
+# keyward's keys/s over it
+floor_rps() { awk '{ printf "%.0f", $1 }' "$tmp/$1.floor"; }
+floor_cpu() { awk '{ printf "%.1f + %.1f = %.1f", $2, $3, $2 + $3 }' "$tmp/$1.floor"; }
+floor_ratio() { awk -v k="$(get "$1" rps)" '{ printf "%.2f", k / $1 }' "$tmp/$1.floor"; }
 # cpu_ticks: keyward's CPU time so far (every thread, user and kernel), in ticks
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$kw_pid/stat"; }
 # cpu_per_key NAME: keyward's CPU microseconds per key created in that row
@@ -365,17 +398,40 @@ create_row() { # NAME PORT CONNECTIONS
     commits "$1" "$2" after
     cpu_ticks >>"$tmp/$1.after"
 }
-# create_rounds NAME PORT CONNECTIONS: create_row $rounds times; NAME is
-# the median round by keys/s (the database grows by each round: the later
-# ones run on a larger id index).
+# floor_round NAME KEYS_PER_COMMIT: the floor of one key's creation on one
+# core, in two parts measured now: the CPU nginx (on core 0) spends per
+# POST /v1/keys in a wrk round like keyward's, and the CPU plain SQLite (on
+# core 0) spends per key writing key and audit rows at that many keys per
+# transaction (bench_create --cpu, a fresh database). NAME.floor gets
+# "nginx_us sqlite_us".
+ng_ticks() { awk '{ print $14 + $15 }' "/proc/$ng_pid/stat"; }
+floor_round() {
+    t0=$(ng_ticks)
+    run_wrk "$1-ng" create "$ng_port" $create_conns
+    t1=$(ng_ticks)
+    kpc=$(awk -v k="$2" 'BEGIN { k = int(k + 0.5); print (k < 1 ? 1 : k) }')
+    sq=$(taskset -c 0 "$bench_create" --cpu "$kpc" 2) || die "bench_create --cpu $kpc failed"
+    awk -v t=$((t1 - t0)) -v n="$(get "$1-ng" n)" -v hz="$(getconf CLK_TCK)" -v sq="${sq%% *}" \
+        'BEGIN { printf "%.1f %.1f\n", t * 1e6 / hz / n, sq }' >"$tmp/$1.floor"
+}
+# create_rounds NAME PORT CONNECTIONS: create_row $rounds times, each
+# followed by a floor_round; NAME is the median round by keys/s (the
+# database grows by each round: the later ones run on a larger id index),
+# NAME.floor the median floor.
 create_rounds() {
     r=1
     : >"$tmp/$1.rps"
+    : >"$tmp/$1.floors"
     while [ $r -le "$rounds" ]; do
         create_row "$1.$r" "$2" "$3"
         echo "$(get "$1.$r" rps) $r" >>"$tmp/$1.rps"
+        floor_round "$1.$r" "$(keys_per_commit "$1.$r")"
+        awk '{ printf "%.1f %s %s\n", 1e6 / ($1 + $2), $1, $2 }' "$tmp/$1.$r.floor" >>"$tmp/$1.floors"
+        [ "$(errors "$1.$r-ng")" = 0 ] || die "nginx's creation answers: $(errors "$1.$r-ng")"
         r=$((r + 1))
     done
+    # the median floor by keys/s: "keys/s nginx_us sqlite_us"
+    sort -n "$tmp/$1.floors" | sed -n "$(((rounds + 1) / 2))p" >"$tmp/$1.floor"
     m=$(sort -n "$tmp/$1.rps" | sed -n "$(((rounds + 1) / 2))p" | cut -d' ' -f2)
     r=1
     while [ $r -le "$rounds" ]; do # a round with errors is the one shown, so they fail the run
@@ -512,6 +568,7 @@ it checks only the admin bearer and never looks at the key in the body.
 | key creation over HTTP (on one growing database) | keys/s | p50 ms | p99 ms | keys per commit | keyward's CPU per key, µs | errors |
 |---|---:|---:|---:|---:|---:|---:|
 | \`POST /v1/keys\` (SQLite; \`-c$create_conns\` so commits can be grouped), keyward \`--threads 1\` on core 0: the median of $rounds rounds ($create_all keys/s) | $(rps create-kw) | $(ms create-kw p50_us) | $(ms create-kw p99_us) | $(keys_per_commit create-kw) | $(cpu_per_key create-kw) | $(errors create-kw) |
+| floor of the row above, on one core: nginx answering the same \`POST\` (admin bearer by \`map\`, keyward's answer with the key blanked as a fixed 201) plus plain SQLite writing the key and audit rows at the same keys per commit, their CPU per key added; the median of $rounds rounds | $(floor_rps create-kw) | — | — | $(keys_per_commit create-kw) | $(floor_cpu create-kw) | 0 |
 | same, keyward on both cores (wrk on core 1) | $(rps create2-kw) | $(ms create2-kw p50_us) | $(ms create2-kw p99_us) | $(keys_per_commit create2-kw) | $(cpu_per_key create2-kw) | $(errors create2-kw) |
 | same, keyward as it runs by default (an event loop per core), both cores | $(rps create3-kw) | $(ms create3-kw p50_us) | $(ms create3-kw p99_us) | $(keys_per_commit create3-kw) | $(cpu_per_key create3-kw) | $(errors create3-kw) |
 | same, \`-c$create_conns_many\` | $(rps create4-kw) | $(ms create4-kw p50_us) | $(ms create4-kw p99_us) | $(keys_per_commit create4-kw) | $(cpu_per_key create4-kw) | $(errors create4-kw) |
@@ -519,6 +576,11 @@ it checks only the admin bearer and never looks at the key in the body.
 keyward's CPU per key counts every thread of the server, user and kernel
 (its TCP included), from \`/proc\`: one core can create at most a million
 over that many keys a second, and wrk's own work shares the two cores.
+On one core keyward creates **$(floor_ratio create-kw)×** as many keys a
+second as its floor. The floor leaves out what only keyward does: the key
+itself (CSPRNG, locked memory), its HMAC, the audit record's JSON and MAC,
+the in-memory index, reading the request's JSON and writing the answer's;
+and plain SQLite's database is fresh, keyward's has grown by each round.
 
 | start-up: exec of \`keyward serve\` to the first 200 from \`/readyz\` | keys | ms (median of $startup_runs) | all runs, ms | index built in, s |
 |---|---:|---:|---|---:|
