@@ -1,6 +1,7 @@
 /* Small shared helpers: results, clock, HMAC, strings. */
 #include "internal.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@ KW_API const char *kw_version(void)
 
 KW_API kw_rc kw_init(void)
 {
+    static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+    (void)pthread_once(&sqlite_once, kwi_sqlite_init); /* kw_init stays thread-safe */
     return sodium_init() < 0 ? KW_ERR_CRYPTO : KW_OK;
 }
 

@@ -1513,6 +1513,16 @@ static kw_rc migrate(sqlite_store *s, int from)
     return KW_OK;
 }
 
+void kwi_sqlite_init(void)
+{
+    /* No count of SQLite's memory: keeping it takes a process-wide mutex on
+     * every allocation SQLite makes (its page cache's, its statements'),
+     * which every thread's connection then contends for; keyward never
+     * reads it. Too late (SQLITE_MISUSE) if the embedding program already
+     * used SQLite: then nothing changes. */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[static 256])
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;

@@ -194,6 +194,8 @@ struct kw_store {
 
 /* Open the SQLite back end at `path`. create: make it and migrate. */
 kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[static 256]);
+/* Process-wide SQLite settings, before its first use (kw_init). */
+void kwi_sqlite_init(void);
 
 /* Free a row's owned memory. */
 void kwi_key_row_clear(kw_key_row *row);
