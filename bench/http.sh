@@ -382,6 +382,8 @@ keys_per_commit() {
 floor_rps() { awk '{ printf "%.0f", $1 }' "$tmp/$1.floor"; }
 floor_cpu() { awk '{ printf "%.1f + %.1f = %.1f", $2, $3, $2 + $3 }' "$tmp/$1.floor"; }
 floor_ratio() { awk -v k="$(get "$1" rps)" '{ printf "%.2f", k / $1 }' "$tmp/$1.floor"; }
+floor_sq() { awk '{ printf "%.1f", $3 }' "$tmp/$1.floor"; }
+floor_lib() { awk '{ printf "%.1f", $4 }' "$tmp/$1.floor"; }
 # cpu_ticks: keyward's CPU time so far (every thread, user and kernel), in ticks
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$kw_pid/stat"; }
 # cpu_per_key NAME: keyward's CPU microseconds per key created in that row
@@ -403,16 +405,19 @@ create_row() { # NAME PORT CONNECTIONS
 # POST /v1/keys in a wrk round like keyward's, and the CPU plain SQLite (on
 # core 0) spends per key writing key and audit rows at that many keys per
 # transaction (bench_create --cpu, a fresh database). NAME.floor gets
-# "nginx_us sqlite_us".
+# "nginx_us sqlite_us library_us", the last keyward's library doing the
+# same on its own (not part of the floor: it shows what the server adds).
 ng_ticks() { awk '{ print $14 + $15 }' "/proc/$ng_pid/stat"; }
 floor_round() {
     t0=$(ng_ticks)
     run_wrk "$1-ng" create "$ng_port" $create_conns
     t1=$(ng_ticks)
     kpc=$(awk -v k="$2" 'BEGIN { k = int(k + 0.5); print (k < 1 ? 1 : k) }')
-    sq=$(taskset -c 0 "$bench_create" --cpu "$kpc" 2) || die "bench_create --cpu $kpc failed"
-    awk -v t=$((t1 - t0)) -v n="$(get "$1-ng" n)" -v hz="$(getconf CLK_TCK)" -v sq="${sq%% *}" \
-        'BEGIN { printf "%.1f %.1f\n", t * 1e6 / hz / n, sq }' >"$tmp/$1.floor"
+    # shellcheck disable=SC2046 # four numbers wanted
+    set -- "$1" $(taskset -c 0 "$bench_create" --cpu "$kpc" 2) || die "bench_create --cpu $kpc failed"
+    [ $# = 5 ] || die "bench_create --cpu $kpc printed no numbers"
+    awk -v t=$((t1 - t0)) -v n="$(get "$1-ng" n)" -v hz="$(getconf CLK_TCK)" -v sq="$2" -v lib="$4" \
+        'BEGIN { printf "%.1f %.1f %.1f\n", t * 1e6 / hz / n, sq, lib }' >"$tmp/$1.floor"
 }
 # create_rounds NAME PORT CONNECTIONS: create_row $rounds times, each
 # followed by a floor_round; NAME is the median round by keys/s (the
@@ -426,11 +431,11 @@ create_rounds() {
         create_row "$1.$r" "$2" "$3"
         echo "$(get "$1.$r" rps) $r" >>"$tmp/$1.rps"
         floor_round "$1.$r" "$(keys_per_commit "$1.$r")"
-        awk '{ printf "%.1f %s %s\n", 1e6 / ($1 + $2), $1, $2 }' "$tmp/$1.$r.floor" >>"$tmp/$1.floors"
+        awk '{ printf "%.1f %s %s %s\n", 1e6 / ($1 + $2), $1, $2, $3 }' "$tmp/$1.$r.floor" >>"$tmp/$1.floors"
         [ "$(errors "$1.$r-ng")" = 0 ] || die "nginx's creation answers: $(errors "$1.$r-ng")"
         r=$((r + 1))
     done
-    # the median floor by keys/s: "keys/s nginx_us sqlite_us"
+    # the median floor by keys/s: "keys/s nginx_us sqlite_us library_us"
     sort -n "$tmp/$1.floors" | sed -n "$(((rounds + 1) / 2))p" >"$tmp/$1.floor"
     m=$(sort -n "$tmp/$1.rps" | sed -n "$(((rounds + 1) / 2))p" | cut -d' ' -f2)
     r=1
@@ -581,6 +586,9 @@ second as its floor. The floor leaves out what only keyward does: the key
 itself (CSPRNG, locked memory), its HMAC, the audit record's JSON and MAC,
 the in-memory index, reading the request's JSON and writing the answer's;
 and plain SQLite's database is fresh, keyward's has grown by each round.
+keyward's library alone (\`kw_key_create_many\`, a fresh database, the same
+keys per commit) spent $(floor_lib create-kw) µs of CPU per key in the floor's
+median round, where plain SQLite spent $(floor_sq create-kw).
 
 | start-up: exec of \`keyward serve\` to the first 200 from \`/readyz\` | keys | ms (median of $startup_runs) | all runs, ms | index built in, s |
 |---|---:|---:|---|---:|
