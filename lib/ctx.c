@@ -18,6 +18,12 @@ static const char *sqlite_path(const char *url)
     return url;
 }
 
+/* A libpq URL (PostgreSQL). */
+static int postgres_url(const char *url)
+{
+    return strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
+}
+
 /* The database remembers a MAC of its pepper, so a wrong one is refused
  * instead of silently making every key NOT_FOUND. */
 static kw_rc check_pepper(kw_ctx *ctx, int create)
@@ -63,8 +69,8 @@ static kw_rc open_ctx(kw_ctx *ctx, const char *db_url, const kw_secret *pepper, 
     kw_rc rc;
 
     path = sqlite_path(db_url);
-    if (path == NULL) {
-        kwi_seterr(ctx, "unsupported database URL (this build supports sqlite:PATH)");
+    if (path == NULL && !postgres_url(db_url)) {
+        kwi_seterr(ctx, "unsupported database URL (sqlite:PATH or postgres://...)");
         return KW_ERR_INVALID;
     }
     if (kw_secret_len(pepper) != KW_PEPPER_LEN) {
@@ -85,7 +91,8 @@ static kw_rc open_ctx(kw_ctx *ctx, const char *db_url, const kw_secret *pepper, 
     kw_secret_free(audit_key);
     if (rc != KW_OK)
         return rc;
-    rc = kwi_sqlite_open(&ctx->store, path, create, err);
+    rc = path != NULL ? kwi_sqlite_open(&ctx->store, path, create, err)
+                      : kwi_pg_open(&ctx->store, db_url, create, err);
     if (rc != KW_OK) {
         kwi_seterr(ctx, "%s", err);
         return rc;

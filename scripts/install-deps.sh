@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-dev \
 libsodium-dev libsqlite3-dev libh2o-evloop-dev libssl-dev libjansson-dev libcmocka-dev zlib1g-dev \
-libcurl4-openssl-dev \
+libcurl4-openssl-dev libpq-dev postgresql \
 python3 clang-format e2fsprogs nginx"
 
 missing=""

@@ -194,6 +194,9 @@ struct kw_store {
 
 /* Open the SQLite back end at `path`. create: make it and migrate. */
 kw_rc kwi_sqlite_open(kw_store **out, const char *path, int create, char err[static 256]);
+/* Open the PostgreSQL back end at a libpq URL (postgres://...). create:
+ * make the schema if there is none. */
+kw_rc kwi_pg_open(kw_store **out, const char *url, int create, char err[static 256]);
 /* Process-wide SQLite settings, before its first use (kw_init). */
 void kwi_sqlite_init(void);
 
