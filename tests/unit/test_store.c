@@ -4,6 +4,10 @@
  * a back end is a pair of functions that make a fresh, empty, migrated
  * store and destroy it (see `backends`). The schema tests at the end are
  * specific to SQLite (files, PRAGMA user_version).
+ *
+ * With KW_TEST_PG_URL set (tests/pg/with-pg.sh, around a PostgreSQL that
+ * tests/pg/pgtest.sh started), the contract runs on PostgreSQL instead, each
+ * case on an emptied database.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <libpq-fe.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -73,9 +78,38 @@ static void sqlite_destroy(kw_store *s, void *handle)
     free(handle);
 }
 
+/* PostgreSQL: every table dropped, then a fresh schema. */
+static kw_store *pg_make(void **handle)
+{
+    const char *url = getenv("KW_TEST_PG_URL");
+    PGconn *c = PQconnectdb(url);
+    PGresult *r;
+    char err[256] = "";
+    kw_store *s = NULL;
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    r = PQexec(c, "SET client_min_messages = warning;"
+                  "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    if (kwi_pg_open(&s, url, 1, err) != KW_OK)
+        fail_msg("kwi_pg_open: %s", err);
+    assert_non_null(s);
+    *handle = NULL;
+    return s;
+}
+
+static void pg_destroy(kw_store *s, void *handle)
+{
+    (void)handle;
+    s->ops->close(s);
+}
+
 static const backend backends[] = {
     {"sqlite", sqlite_make, sqlite_destroy},
 };
+static const backend pg_backend = {"postgres", pg_make, pg_destroy};
 
 /* ---- rows ------------------------------------------------------------------ */
 
@@ -1343,6 +1377,10 @@ int main(void)
         tests[i].setup_func = contract_setup;
         tests[i].teardown_func = contract_teardown;
         tests[i].initial_state = (void *)&contract[i];
+    }
+    if (getenv("KW_TEST_PG_URL") != NULL) {
+        current_backend = &pg_backend;
+        return cmocka_run_group_tests_name(pg_backend.name, tests, NULL, NULL);
     }
     for (size_t b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
         current_backend = &backends[b];

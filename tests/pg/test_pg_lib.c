@@ -1,0 +1,247 @@
+/*
+ * The library on PostgreSQL (issue P6), end to end through the public API:
+ * a database made and reopened, a key's life, the audit chain, two
+ * contexts standing for two nodes (a change made on one reaches the
+ * other's index through the audit trail), and spends from two threads on
+ * two connections. Needs KW_TEST_PG_URL (tests/pg/with-pg.sh); each case
+ * starts from an emptied database.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <keyward/keyward.h>
+
+static const kw_actor actor = {"test", "local"};
+
+static const char *url(void)
+{
+    const char *u = getenv("KW_TEST_PG_URL");
+
+    if (u == NULL)
+        fail_msg("KW_TEST_PG_URL is not set (run through tests/pg/with-pg.sh)");
+    return u;
+}
+
+/* Every table dropped. */
+static void empty_database(void)
+{
+    PGconn *c = PQconnectdb(url());
+    PGresult *r;
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    r = PQexec(c, "SET client_min_messages = warning;"
+                  "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
+static kw_secret *pepper_new(void)
+{
+    kw_secret *p = NULL;
+
+    assert_int_equal(kw_secret_new(&p, KW_PEPPER_LEN), KW_OK);
+    randombytes_buf(kw_secret_data(p), KW_PEPPER_LEN);
+    return p;
+}
+
+static kw_ctx *open_db(const kw_secret *pepper, int create)
+{
+    char err[256] = "";
+    kw_open_opts oo = {.create = create, .err = err, .err_len = sizeof(err)};
+    kw_ctx *ctx = NULL;
+
+    if (kw_open(&ctx, url(), pepper, &oo) != KW_OK)
+        fail_msg("kw_open: %s", err);
+    return ctx;
+}
+
+static kw_secret *make_key(kw_ctx *ctx, int64_t credits, kw_key_record *rec)
+{
+    static const char *const scopes[] = {"orders:read"};
+    kw_key_params p;
+    kw_secret *key = NULL;
+
+    kw_key_params_init(&p);
+    p.owner = "acme";
+    p.name = "pg";
+    p.scopes = scopes;
+    p.nscopes = 1;
+    p.credits = credits;
+    if (kw_key_create(ctx, &p, &actor, &key, rec) != KW_OK)
+        fail_msg("kw_key_create: %s", kw_errmsg(ctx));
+    return key;
+}
+
+static kw_verdict verify_db(kw_ctx *ctx, const kw_secret *key)
+{
+    kw_verify_result r;
+    kw_verdict v;
+
+    assert_int_equal(
+        kw_verify(ctx, (const char *)kw_secret_cdata(key), kw_secret_len(key), NULL, &r), KW_OK);
+    v = r.code;
+    kw_verify_result_clear(&r);
+    return v;
+}
+
+static kw_verdict verify_index(kw_index *idx, kw_ctx *ctx, const kw_secret *key)
+{
+    kw_verify_result r;
+    kw_verdict v;
+
+    assert_int_equal(
+        kw_index_verify(idx, ctx, (const char *)kw_secret_cdata(key), kw_secret_len(key), NULL, &r),
+        KW_OK);
+    v = r.code;
+    kw_verify_result_clear(&r);
+    return v;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    empty_database();
+    return 0;
+}
+
+static void test_open_create_reopen(void **state)
+{
+    kw_secret *pepper = pepper_new(), *other = pepper_new();
+    char err[256] = "";
+    kw_open_opts no_create = {.create = 0, .err = err, .err_len = sizeof(err)};
+    kw_ctx *ctx = NULL;
+
+    (void)state;
+    /* No schema yet: refused without create, and nothing made. */
+    assert_int_equal(kw_open(&ctx, url(), pepper, &no_create), KW_ERR_NO_DATABASE);
+    kw_close(open_db(pepper, 1));
+    kw_close(open_db(pepper, 0));
+    /* Another pepper is refused, not taken for an empty key set. */
+    assert_int_equal(kw_open(&ctx, url(), other, &no_create), KW_ERR_PEPPER_MISMATCH);
+    kw_secret_free(pepper);
+    kw_secret_free(other);
+}
+
+static void test_key_life_and_audit(void **state)
+{
+    kw_secret *pepper = pepper_new();
+    kw_ctx *ctx = open_db(pepper, 1);
+    kw_key_record rec;
+    kw_audit_report report;
+    kw_secret *key = make_key(ctx, KW_CREDITS_UNLIMITED, &rec);
+
+    (void)state;
+    assert_int_equal(verify_db(ctx, key), KW_VALID);
+    assert_int_equal(kw_key_revoke(ctx, rec.id, &actor, NULL), KW_OK);
+    assert_int_equal(verify_db(ctx, key), KW_REVOKED);
+    assert_int_equal(kw_key_revoke(ctx, rec.id, &actor, NULL), KW_ERR_CONFLICT);
+    assert_int_equal(kw_audit_verify(ctx, &report), KW_OK);
+    assert_true(report.checked >= 2); /* the creation and the revocation at least */
+    kw_key_record_clear(&rec);
+    kw_secret_free(key);
+    kw_close(ctx);
+    kw_secret_free(pepper);
+}
+
+/* Two contexts for two nodes: B's index learns of A's changes at its sync. */
+static void test_change_reaches_other_node(void **state)
+{
+    kw_secret *pepper = pepper_new();
+    kw_ctx *a = open_db(pepper, 1), *b = open_db(pepper, 0);
+    kw_index *idx = NULL;
+    kw_key_record rec;
+    kw_secret *key;
+
+    (void)state;
+    assert_int_equal(kw_index_open(&idx, b, 1000), KW_OK);
+    key = make_key(a, KW_CREDITS_UNLIMITED, &rec);
+    assert_int_equal(verify_index(idx, b, key), KW_NOT_FOUND);
+    assert_int_equal(kw_index_sync(idx, b), KW_OK);
+    assert_int_equal(verify_index(idx, b, key), KW_VALID);
+    assert_int_equal(kw_key_revoke(a, rec.id, &actor, NULL), KW_OK);
+    assert_int_equal(kw_index_sync(idx, b), KW_OK);
+    assert_int_equal(verify_index(idx, b, key), KW_REVOKED);
+    kw_index_free(idx);
+    kw_key_record_clear(&rec);
+    kw_secret_free(key);
+    kw_close(a);
+    kw_close(b);
+    kw_secret_free(pepper);
+}
+
+typedef struct spender {
+    kw_ctx *ctx;
+    const kw_secret *key;
+    int tries, valid, other;
+} spender;
+
+static void *spend_main(void *arg)
+{
+    spender *s = arg;
+
+    for (int i = 0; i < s->tries; i++) {
+        kw_verify_result r;
+        if (kw_verify(s->ctx, (const char *)kw_secret_cdata(s->key), kw_secret_len(s->key), NULL,
+                      &r) != KW_OK) {
+            s->other++;
+            continue;
+        }
+        if (r.code == KW_VALID)
+            s->valid++;
+        else if (r.code != KW_USAGE_EXCEEDED)
+            s->other++;
+        kw_verify_result_clear(&r);
+    }
+    return NULL;
+}
+
+/* A key with N credits, spent from two connections at once: exactly N. */
+static void test_spends_exact_across_connections(void **state)
+{
+    enum { CREDITS = 60, TRIES = 50 };
+    kw_secret *pepper = pepper_new();
+    kw_ctx *a = open_db(pepper, 1), *b = open_db(pepper, 0);
+    kw_key_record rec;
+    kw_secret *key = make_key(a, CREDITS, &rec);
+    spender sa = {a, key, TRIES, 0, 0}, sb = {b, key, TRIES, 0, 0};
+    pthread_t ta, tb;
+
+    (void)state;
+    assert_int_equal(pthread_create(&ta, NULL, spend_main, &sa), 0);
+    assert_int_equal(pthread_create(&tb, NULL, spend_main, &sb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(sa.other + sb.other, 0);
+    assert_int_equal(sa.valid + sb.valid, CREDITS);
+    assert_true(sa.valid > 0 && sb.valid > 0);
+    assert_int_equal(verify_db(a, key), KW_USAGE_EXCEEDED);
+    kw_key_record_clear(&rec);
+    kw_secret_free(key);
+    kw_close(a);
+    kw_close(b);
+    kw_secret_free(pepper);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_open_create_reopen, setup),
+        cmocka_unit_test_setup(test_key_life_and_audit, setup),
+        cmocka_unit_test_setup(test_change_reaches_other_node, setup),
+        cmocka_unit_test_setup(test_spends_exact_across_connections, setup),
+    };
+
+    if (kw_init() != KW_OK)
+        return 1;
+    return cmocka_run_group_tests_name("postgres_library", tests, NULL, NULL);
+}
