@@ -176,6 +176,17 @@ kw_rc kwi_record_copy(kw_key_record *dst, const kw_key_record *src);
 char *kwi_scopes_join(char *const *scopes, size_t n);
 kw_rc kwi_scopes_split(const char *s, char ***out, size_t *n);
 
+/* Scratch room for a borrowed row's scopes: the stored text, split in place
+ * (a back end's key_scan, which copies nothing else). */
+typedef struct kwi_scope_scratch {
+    char text[KW_SCOPES_MAX * (KW_SCOPE_MAX_LEN + 1) + 1];
+    char *v[KW_SCOPES_MAX];
+} kwi_scope_scratch;
+
+/* Split the stored scopes `s` (len bytes) into sc: r->scopes points into it.
+ * KW_ERR_STORAGE for more than validation ever lets in (not ours). */
+kw_rc kwi_scopes_borrow(kwi_scope_scratch *sc, const char *s, size_t len, kw_key_record *r);
+
 /* Format Unix seconds as RFC 3339 UTC ("2026-11-22T07:31:52Z"). */
 void kwi_time_format(char out[static 32], int64_t t);
 

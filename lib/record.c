@@ -275,6 +275,28 @@ char *kwi_scopes_join(char *const *scopes, size_t n)
     return out;
 }
 
+kw_rc kwi_scopes_borrow(kwi_scope_scratch *sc, const char *s, size_t len, kw_key_record *r)
+{
+    char *p;
+
+    if (len >= sizeof(sc->text))
+        return KW_ERR_STORAGE;
+    memcpy(sc->text, s, len + 1);
+    r->scopes = sc->v;
+    r->nscopes = 0;
+    for (p = sc->text; *p != '\0';) {
+        while (*p == ' ')
+            *p++ = '\0';
+        if (*p == '\0')
+            break;
+        if (r->nscopes == KW_SCOPES_MAX)
+            return KW_ERR_STORAGE;
+        sc->v[r->nscopes++] = p;
+        p += strcspn(p, " ");
+    }
+    return KW_OK;
+}
+
 kw_rc kwi_scopes_split(const char *s, char ***out, size_t *n)
 {
     size_t count = 0, i = 0;

@@ -183,19 +183,12 @@ oom:
     return KW_ERR_NOMEM;
 }
 
-/* Scratch room for a borrowed row's scopes: the stored text, split in place. */
-typedef struct scope_scratch {
-    char text[KW_SCOPES_MAX * (KW_SCOPE_MAX_LEN + 1) + 1];
-    char *v[KW_SCOPES_MAX];
-} scope_scratch;
-
 /* Row i with its strings borrowed: the result's text (valid until PQclear)
  * and the scratch. Nothing to free. */
-static kw_rc read_row_borrowed(const PGresult *res, int i, kw_key_row *row, scope_scratch *sc)
+static kw_rc read_row_borrowed(const PGresult *res, int i, kw_key_row *row, kwi_scope_scratch *sc)
 {
     kw_key_record *r = &row->rec;
     size_t len = (size_t)PQgetlength(res, i, C_SCOPES);
-    char *p;
 
     memset(row, 0, sizeof(*row));
     read_fixed(res, i, row);
@@ -204,21 +197,7 @@ static kw_rc read_row_borrowed(const PGresult *res, int i, kw_key_row *row, scop
     r->meta = (char *)pg_get_text(res, i, C_META);
     if (!pg_is_null(res, i, C_EXTERNAL))
         r->external_id = (char *)pg_get_text(res, i, C_EXTERNAL);
-    if (len >= sizeof(sc->text))
-        return KW_ERR_STORAGE; /* more than validation ever lets in: not ours */
-    memcpy(sc->text, pg_get_text(res, i, C_SCOPES), len + 1);
-    r->scopes = sc->v;
-    for (p = sc->text; *p != '\0';) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        if (r->nscopes == KW_SCOPES_MAX)
-            return KW_ERR_STORAGE;
-        sc->v[r->nscopes++] = p;
-        p += strcspn(p, " ");
-    }
-    return KW_OK;
+    return kwi_scopes_borrow(sc, pg_get_text(res, i, C_SCOPES), len, r);
 }
 
 static kw_rc write_row(pg_store *s, const char *sql, const kw_key_row *row, int must_change)
@@ -440,7 +419,7 @@ kw_rc pg_key_scan(kw_store *base, int64_t *cursor, int64_t end, size_t limit,
                   kw_rc (*fn)(void *arg, const kw_key_row *row), void *arg, size_t *n)
 {
     pg_store *s = (pg_store *)base;
-    scope_scratch *sc;
+    kwi_scope_scratch *sc;
     size_t count = 0, rows;
     pg_params p;
     kw_rc rc;

@@ -513,19 +513,12 @@ oom:
     return KW_ERR_NOMEM;
 }
 
-/* Scratch room for a borrowed row's scopes: the stored text, split in place. */
-typedef struct scope_scratch {
-    char text[KW_SCOPES_MAX * (KW_SCOPE_MAX_LEN + 1) + 1];
-    char *v[KW_SCOPES_MAX];
-} scope_scratch;
-
 /* A row whose strings are borrowed: SQLite's column text (valid until the
  * next step) and the scratch. Nothing to free. */
-static kw_rc read_row_borrowed(sqlite3_stmt *st, kw_key_row *row, scope_scratch *sc)
+static kw_rc read_row_borrowed(sqlite3_stmt *st, kw_key_row *row, kwi_scope_scratch *sc)
 {
     kw_key_record *r = &row->rec;
     size_t len = (size_t)sqlite3_column_bytes(st, 6);
-    char *p;
 
     memset(row, 0, sizeof(*row));
     read_fixed(st, row);
@@ -534,21 +527,7 @@ static kw_rc read_row_borrowed(sqlite3_stmt *st, kw_key_row *row, scope_scratch 
     r->meta = (char *)col_text(st, 7);
     if (sqlite3_column_type(st, 23) != SQLITE_NULL)
         r->external_id = (char *)col_text(st, 23);
-    if (len >= sizeof(sc->text))
-        return KW_ERR_STORAGE; /* more than validation ever lets in: not ours */
-    memcpy(sc->text, col_text(st, 6), len + 1);
-    r->scopes = sc->v;
-    for (p = sc->text; *p != '\0';) {
-        while (*p == ' ')
-            *p++ = '\0';
-        if (*p == '\0')
-            break;
-        if (r->nscopes == KW_SCOPES_MAX)
-            return KW_ERR_STORAGE;
-        sc->v[r->nscopes++] = p;
-        p += strcspn(p, " ");
-    }
-    return KW_OK;
+    return kwi_scopes_borrow(sc, col_text(st, 6), len, r);
 }
 
 static kw_rc write_row(sqlite_store *s, sqlite3_stmt *st, const kw_key_row *row, int must_change)
@@ -692,7 +671,7 @@ static kw_rc sq_key_scan(kw_store *base, int64_t *cursor, int64_t end, size_t li
 {
     sqlite_store *s = (sqlite_store *)base;
     sqlite3_stmt *st = s->st[ST_KEY_SCAN];
-    scope_scratch *sc = malloc(sizeof(*sc));
+    kwi_scope_scratch *sc = malloc(sizeof(*sc));
     size_t count = 0;
     kw_rc ret = KW_OK;
     int rc = SQLITE_DONE;
