@@ -318,15 +318,23 @@ static kw_rc pg_begin(kw_store *base)
 static kw_rc pg_commit(kw_store *base)
 {
     pg_store *s = (pg_store *)base;
-    kw_rc rc = pg_exec(s, "COMMIT", NULL, NULL);
+    kw_rc rc;
+    PGresult *r = pg_run(s, "COMMIT", NULL, &rc);
+    int committed;
 
-    /* A failed COMMIT has ended the transaction (rolled back) already; a
-     * transaction in error answers COMMIT with ROLLBACK, reported here. */
-    if (rc == KW_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
-        (void)pg_exec(s, "ROLLBACK", NULL, NULL);
+    if (r == NULL)
+        return rc;
+    /* A transaction in which a statement failed answers COMMIT with
+     * ROLLBACK, and no error: that is a failed commit. (SQLite lets a
+     * transaction go on after a failed statement; PostgreSQL does not.) */
+    committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    PQclear(r);
+    if (!committed) {
+        snprintf(base->errmsg, sizeof(base->errmsg),
+                 "postgres: the transaction had failed and was rolled back");
         return KW_ERR_STORAGE;
     }
-    return rc;
+    return KW_OK;
 }
 
 static void pg_rollback(kw_store *base)

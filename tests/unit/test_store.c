@@ -982,6 +982,35 @@ static void c_commit_keeps(kw_store *s)
     assert_int_equal(credits_of(s, ID_B), 1);
 }
 
+/* A statement that failed inside a transaction: SQLite goes on, PostgreSQL
+ * fails the whole transaction. Either is allowed, but a commit must never
+ * say it kept what it dropped. */
+static void c_commit_after_failed_statement(kw_store *s)
+{
+    kw_key_row got;
+    kw_rc rc;
+
+    insert_simple(s, ID_B, "kw_live", "o");
+    assert_int_equal(s->ops->begin(s), KW_OK);
+    insert_simple(s, ID_A, "kw_live", "o");
+    {
+        kw_key_row dup;
+        row_make(&dup, ID_B, "kw_live", "o");
+        assert_int_equal(s->ops->key_insert(s, &dup), KW_ERR_CONFLICT);
+        kwi_key_row_clear(&dup);
+    }
+    rc = s->ops->commit(s);
+    s->ops->rollback(s); /* a no-op unless the commit left something open */
+    if (rc == KW_OK) {
+        assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_OK);
+        kwi_key_row_clear(&got);
+    } else {
+        assert_int_equal(s->ops->key_get(s, ID_A, &got), KW_ERR_NOT_FOUND);
+    }
+    /* The store is usable afterwards. */
+    insert_simple(s, ID_C, "kw_live", "o");
+}
+
 typedef struct contract_case {
     const char *name;
     void (*fn)(kw_store *s);
@@ -1016,6 +1045,7 @@ static const contract_case contract[] = {
     CASE(c_audit_list),
     CASE(c_rollback_discards),
     CASE(c_commit_keeps),
+    CASE(c_commit_after_failed_statement),
 };
 #define NCONTRACT (sizeof(contract) / sizeof(contract[0]))
 
