@@ -1011,6 +1011,133 @@ static void c_commit_after_failed_statement(kw_store *s)
     insert_simple(s, ID_C, "kw_live", "o");
 }
 
+/* The token keyring: rows in the order made, a kid taken once, states. */
+static void c_signing_keys(kw_store *s)
+{
+    kwi_signing_key_row a = {.kid = 1, .kind = "hmac-sha256", .state = "active", .created_at = 10},
+                        b = {.kid = 0xffffffffu,
+                             .kind = "ed25519",
+                             .state = "verify",
+                             .created_at = 11,
+                             .has_public_key = 1};
+    kwi_signing_key_row *rows = NULL;
+    size_t n = 0;
+
+    a.sealed_len = 40;
+    memset(a.sealed, 0xA1, a.sealed_len);
+    b.sealed_len = 48;
+    memset(b.sealed, 0xB2, b.sealed_len);
+    memset(b.public_key, 0x5C, sizeof(b.public_key));
+    assert_int_equal(s->ops->signing_key_insert(s, &a), KW_OK);
+    assert_int_equal(s->ops->signing_key_insert(s, &b), KW_OK);
+    assert_int_equal(s->ops->signing_key_insert(s, &a), KW_ERR_CONFLICT);
+    assert_int_equal(s->ops->signing_key_state(s, 1, "retired", 99), KW_OK);
+    assert_int_equal(s->ops->signing_key_state(s, 7, "retired", 99), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->signing_key_list(s, &rows, &n), KW_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].kid, 1);
+    assert_string_equal(rows[0].kind, "hmac-sha256");
+    assert_string_equal(rows[0].state, "retired");
+    assert_int_equal(rows[0].retired_at, 99);
+    assert_int_equal(rows[0].created_at, 10);
+    assert_int_equal(rows[0].sealed_len, 40);
+    assert_memory_equal(rows[0].sealed, a.sealed, 40);
+    assert_false(rows[0].has_public_key);
+    assert_int_equal(rows[1].kid, 0xffffffffu);
+    assert_string_equal(rows[1].state, "verify");
+    assert_int_equal(rows[1].retired_at, 0);
+    assert_int_equal(rows[1].sealed_len, 48);
+    assert_memory_equal(rows[1].sealed, b.sealed, 48);
+    assert_true(rows[1].has_public_key);
+    assert_memory_equal(rows[1].public_key, b.public_key, 32);
+    free(rows);
+}
+
+/* Revoked token ids: each once, read back in order after a position. */
+static void c_token_revocations(kw_store *s)
+{
+    char(*ids)[KW_ID_LEN + 1] = NULL;
+    size_t n = 0;
+    int64_t last = -1, again = -1;
+
+    assert_int_equal(s->ops->token_revoke(s, "tokAAAAAAAAA", 5), KW_OK);
+    assert_int_equal(s->ops->token_revoke(s, "tokBBBBBBBBB", 6), KW_OK);
+    assert_int_equal(s->ops->token_revoke(s, "tokAAAAAAAAA", 7), KW_ERR_CONFLICT);
+    assert_int_equal(s->ops->token_revoked(s, 0, &ids, &n, &last), KW_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], "tokAAAAAAAAA");
+    assert_string_equal(ids[1], "tokBBBBBBBBB");
+    assert_true(last > 0);
+    free(ids);
+    ids = NULL;
+    assert_int_equal(s->ops->token_revoked(s, last, &ids, &n, &again), KW_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(again, last);
+    free(ids);
+}
+
+/* Secrets: a head written whole, versions with their blobs, a byte-prefix
+ * list, destroy (once) and prune. */
+static void c_secrets(kw_store *s)
+{
+    kwi_secret_head h = {.path = "app/db",
+                         .current = 1,
+                         .created_at = 5,
+                         .updated_at = 6,
+                         .keep = 10},
+                    got, *heads = NULL;
+    kwi_secret_version v = {.version = 1,
+                            .created_at = 5,
+                            .master_id = UINT64_MAX,
+                            .wrapped_len = KWI_WRAPPED_LEN},
+                       out, *vs = NULL;
+    unsigned char sealed[20];
+    size_t n = 0;
+
+    memset(v.wrapped, 0x77, sizeof(v.wrapped));
+    memset(sealed, 0x33, sizeof(sealed));
+    v.sealed = sealed;
+    v.sealed_len = sizeof(sealed);
+    assert_int_equal(s->ops->secret_head(s, "app/db", &got), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->secret_head_put(s, &h), KW_OK);
+    h.updated_at = 8; /* written whole again */
+    assert_int_equal(s->ops->secret_head_put(s, &h), KW_OK);
+    assert_int_equal(s->ops->secret_head(s, "app/db", &got), KW_OK);
+    assert_string_equal(got.path, "app/db");
+    assert_int_equal(got.updated_at, 8);
+    assert_int_equal(got.keep, 10);
+    assert_int_equal(s->ops->secret_version_put(s, "app/db", &v), KW_OK);
+    assert_int_equal(s->ops->secret_version_get(s, "app/db", 1, &out), KW_OK);
+    assert_true(out.master_id == UINT64_MAX);
+    assert_int_equal(out.wrapped_len, KWI_WRAPPED_LEN);
+    assert_memory_equal(out.wrapped, v.wrapped, KWI_WRAPPED_LEN);
+    assert_int_equal(out.sealed_len, sizeof(sealed));
+    assert_memory_equal(out.sealed, sealed, sizeof(sealed));
+    free(out.sealed);
+    assert_int_equal(s->ops->secret_version_get(s, "app/db", 2, &out), KW_ERR_NOT_FOUND);
+    /* A prefix is bytes, not a pattern. */
+    assert_int_equal(s->ops->secret_list(s, "app/", &heads, &n), KW_OK);
+    assert_int_equal(n, 1);
+    free(heads);
+    heads = NULL;
+    assert_int_equal(s->ops->secret_list(s, "app%", &heads, &n), KW_OK);
+    assert_int_equal(n, 0);
+    free(heads);
+    assert_int_equal(s->ops->secret_version_destroy(s, "app/db", 1, 9), KW_OK);
+    assert_int_equal(s->ops->secret_version_destroy(s, "app/db", 1, 9), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->secret_version_get(s, "app/db", 1, &out), KW_OK);
+    assert_int_equal(out.destroyed_at, 9);
+    assert_null(out.sealed);
+    assert_int_equal(s->ops->secret_versions(s, "app/db", &vs, &n), KW_OK);
+    assert_int_equal(n, 1);
+    free(vs);
+    vs = NULL;
+    assert_int_equal(s->ops->secret_prune(s, "app/db", 2), KW_OK);
+    assert_int_equal(s->ops->secret_versions(s, "app/db", &vs, &n), KW_OK);
+    assert_int_equal(n, 0);
+    free(vs);
+}
+
 typedef struct contract_case {
     const char *name;
     void (*fn)(kw_store *s);
@@ -1046,6 +1173,9 @@ static const contract_case contract[] = {
     CASE(c_rollback_discards),
     CASE(c_commit_keeps),
     CASE(c_commit_after_failed_statement),
+    CASE(c_signing_keys),
+    CASE(c_token_revocations),
+    CASE(c_secrets),
 };
 #define NCONTRACT (sizeof(contract) / sizeof(contract[0]))
 
