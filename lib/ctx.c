@@ -36,13 +36,19 @@ static kw_rc check_pepper(kw_ctx *ctx, int create)
     rc = ctx->store->ops->meta_get(ctx->store, "pepper_check", have, sizeof(have), &len);
     if (rc == KW_ERR_NOT_FOUND && create) {
         /* A new database: its pepper check and the audit chain's genesis
-         * head, so that a wiped trail can never pass for an empty one. */
+         * head, so that a wiped trail can never pass for an empty one.
+         * Looked for again under the writers' lock: another process (a
+         * second node) may have just done it, with its own pepper. */
         rc = ctx->store->ops->begin(ctx->store);
         if (rc == KW_OK)
+            rc = ctx->store->ops->meta_get(ctx->store, "pepper_check", have, sizeof(have), &len);
+        if (rc == KW_ERR_NOT_FOUND) {
             rc = ctx->store->ops->meta_set(ctx->store, "pepper_check", want, sizeof(want));
-        if (rc == KW_OK)
-            rc = kwi_audit_genesis(ctx);
-        return kwi_finish(ctx, rc);
+            if (rc == KW_OK)
+                rc = kwi_audit_genesis(ctx);
+            return kwi_finish(ctx, rc);
+        }
+        ctx->store->ops->rollback(ctx->store);
     }
     if (rc == KW_ERR_NOT_FOUND) {
         kwi_seterr(ctx, "database has no pepper check (not initialised)");
