@@ -20,7 +20,8 @@ enum {
 /* Options that every command accepts, anywhere before "--". */
 typedef struct kwc_global {
     const char *db_url;      /* --db, KEYWARD_DB, default sqlite:./keyward.db */
-    const char *pepper_file; /* --pepper-file, KEYWARD_PEPPER_FILE, default <db>.pepper */
+    const char *pepper_file; /* --pepper-file, KEYWARD_PEPPER_FILE, default <db>.pepper;
+                                NULL for PostgreSQL unless given (no default file) */
     char *pepper_default;    /* owned */
     const char *name;        /* "keyward key create": for messages */
 } kwc_global;
@@ -100,6 +101,15 @@ int kwc_unexpected(const kwc_global *g, const char *arg, const char *hint);
  * buf holds at least KWC_SHOWN_MAX bytes. */
 #define KWC_SHOWN_MAX 64
 const char *kwc_shown(char *buf, const char *arg);
+
+/* A PostgreSQL URL (postgres:// or postgresql://). */
+int kwc_is_postgres(const char *url);
+/* Whether a PostgreSQL URL carries a password (user:password@, or a
+ * password= parameter). */
+int kwc_url_has_password(const char *url);
+/* The database URL as messages may show it: a PostgreSQL URL without its
+ * user, password and parameters (scheme://host:port/db); buf holds n bytes. */
+const char *kwc_db_shown(char *buf, size_t n, const char *url);
 
 /* getopt_long with our own messages; returns the option, -1 at the end, or
  * '?' after printing the error. */

@@ -1,6 +1,7 @@
 /* keyward init: database, pepper file, first admin key. */
 #include "cli.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,7 +12,8 @@ static const char init_help[] =
     "Creates the database, a pepper file (mode 0600; unless KEYWARD_PEPPER is set)\n"
     "and the first admin key, with scope *, which is printed once.\n"
     "An existing pepper file is used, never overwritten. An existing keyward\n"
-    "database is left alone (exit 1).\n";
+    "database is left alone (exit 1). On PostgreSQL the pepper file is\n"
+    "KEYWARD_PEPPER_FILE (or --pepper-file): there is no default.\n";
 
 enum { OPT_JSON = 256, OPT_HELP = 'h' };
 
@@ -20,11 +22,43 @@ static const char *db_path(const char *url)
     return strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
 }
 
+/* PostgreSQL: refuse a database that holds keyward's schema already,
+ * before any pepper file is made. Opened with a random pepper: an empty
+ * database says NO_DATABASE whatever the pepper, an initialised one that
+ * the pepper is not its own. */
+static int check_fresh_postgres(kwc_global *g)
+{
+    char err[256] = "", shown[256];
+    kw_open_opts oo = {.create = 0, .err = err, .err_len = sizeof(err)};
+    kw_secret *probe = NULL;
+    kw_ctx *ctx = NULL;
+    kw_rc rc = kw_secret_new(&probe, KW_PEPPER_LEN);
+
+    if (rc != KW_OK)
+        return kwc_fail(g, rc, NULL);
+    randombytes_buf(kw_secret_data(probe), KW_PEPPER_LEN);
+    rc = kw_open(&ctx, g->db_url, probe, &oo);
+    kw_close(ctx);
+    kw_secret_free(probe);
+    if (rc == KW_ERR_NO_DATABASE)
+        return 0;
+    if (rc == KW_OK || rc == KW_ERR_PEPPER_MISMATCH) {
+        fprintf(stderr,
+                "%s: %s is initialised already; keyward init never changes an existing "
+                "database\n",
+                g->name, kwc_db_shown(shown, sizeof(shown), g->db_url));
+        return EXIT_REFUSED;
+    }
+    return kwc_fail(g, rc, err);
+}
+
 /* Refuse to touch a database that exists: ours (already initialised) or not. */
 static int check_fresh(kwc_global *g)
 {
     struct stat st;
 
+    if (kwc_is_postgres(g->db_url))
+        return check_fresh_postgres(g);
     if (stat(db_path(g->db_url), &st) != 0)
         return 0;
     if (st.st_size == 0)
@@ -47,6 +81,13 @@ static int get_pepper(kwc_global *g, kw_secret **out, int *created)
         if (rc != KW_OK)
             return kwc_fail(g, rc, "KEYWARD_PEPPER must be 64 hex characters");
         return 0;
+    }
+    if (g->pepper_file == NULL) {
+        fprintf(stderr,
+                "%s: a PostgreSQL database has no default pepper file: set KEYWARD_PEPPER_FILE "
+                "(a new 0600 file is made there) or KEYWARD_PEPPER\n",
+                g->name);
+        return EXIT_CONFIG;
     }
     if (access(g->pepper_file, F_OK) == 0) {
         rc = kw_pepper_load(out, g->pepper_file);
@@ -116,7 +157,8 @@ int init_main(kwc_global *g, int argc, char **argv)
         goto out;
     }
     if (!json) {
-        printf("initialised %s\n", g->db_url);
+        char shown[256];
+        printf("initialised %s\n", kwc_db_shown(shown, sizeof(shown), g->db_url));
         if (created)
             printf("pepper      %s (mode 0600; back it up apart from the database)\n",
                    g->pepper_file);

@@ -102,6 +102,12 @@ static int take_globals(kwc_global *g, int *argc, char **argv)
             fprintf(stderr, "keyward: option '%s' needs a value\n", a);
             return -1;
         }
+        /* argv is visible to every user of the machine (ps, /proc). */
+        if (dst == &g->db_url && kwc_url_has_password(val)) {
+            fprintf(stderr, "keyward: --db must not carry a password (every user can read a "
+                            "command line): use KEYWARD_DB, PGPASSWORD or a ~/.pgpass file\n");
+            return -1;
+        }
         *dst = val;
     }
     argv[out] = NULL;
@@ -118,12 +124,14 @@ static void no_core_dumps(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* Only sqlite:PATH (or a bare path) exists in this build; say so up front,
+/* sqlite:PATH (or a bare path) and PostgreSQL URLs; say so up front,
  * before anything is created beside a URL taken for a path. */
 static int db_url_supported(const char *url)
 {
     if (strncmp(url, "sqlite:", 7) == 0)
         return url[7] != '\0';
+    if (kwc_is_postgres(url))
+        return 1;
     return url[0] != '\0' && strstr(url, "://") == NULL;
 }
 
@@ -149,8 +157,8 @@ int main(int argc, char **argv)
         const char *sep = strstr(g.db_url, "://");
         int n = sep ? (int)(sep - g.db_url) : (int)strlen(g.db_url);
         fprintf(stderr,
-                "keyward: unsupported database URL '%.*s%s': this build supports "
-                "sqlite:PATH (PostgreSQL comes with the scale-out release)\n",
+                "keyward: unsupported database URL '%.*s%s': use sqlite:PATH or "
+                "postgres://...\n",
                 n > 32 ? 32 : n, g.db_url, sep ? "://…" : "");
         return EXIT_USAGE;
     }
@@ -174,9 +182,10 @@ int main(int argc, char **argv)
         snprintf(name, sizeof(name), "keyward %s%s%s", c->noun, c->verb ? " " : "",
                  c->verb ? c->verb : "");
         g.name = name;
-        if (g.pepper_file == NULL)
+        /* A PostgreSQL database has no file to put a pepper beside. */
+        if (g.pepper_file == NULL && !kwc_is_postgres(g.db_url))
             g.pepper_file = g.pepper_default = kw_pepper_default_path(g.db_url);
-        if (g.pepper_file == NULL) {
+        if (g.pepper_file == NULL && !kwc_is_postgres(g.db_url)) {
             fprintf(stderr, "keyward: out of memory\n");
             return EXIT_INTERNAL;
         }

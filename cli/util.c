@@ -76,6 +76,41 @@ const char *kwc_shown(char *buf, const char *arg)
     return buf;
 }
 
+int kwc_is_postgres(const char *url)
+{
+    return strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
+}
+
+int kwc_url_has_password(const char *url)
+{
+    const char *a = strstr(url, "://"), *end, *at;
+
+    if (a == NULL)
+        return 0;
+    a += 3;
+    end = a + strcspn(a, "/?");
+    at = memchr(a, '@', (size_t)(end - a));
+    if (at != NULL && memchr(a, ':', (size_t)(at - a)) != NULL)
+        return 1;
+    return strstr(url, "password=") != NULL;
+}
+
+const char *kwc_db_shown(char *buf, size_t n, const char *url)
+{
+    const char *a, *end, *at, *host;
+
+    if (!kwc_is_postgres(url)) {
+        snprintf(buf, n, "%s", url);
+        return buf;
+    }
+    a = strstr(url, "://") + 3;
+    end = a + strcspn(a, "?");
+    at = memchr(a, '@', strcspn(a, "/?"));
+    host = at != NULL ? at + 1 : a;
+    snprintf(buf, n, "%.*s%.*s", (int)(a - url), url, (int)(end - host), host);
+    return buf;
+}
+
 int kwc_unexpected(const kwc_global *g, const char *arg, const char *hint)
 {
     char buf[KWC_SHOWN_MAX];
@@ -114,12 +149,20 @@ int kwc_open(kwc_global *g, kw_ctx **out)
     rc = kw_init();
     if (rc != KW_OK)
         return kwc_fail(g, rc, NULL);
-    if (access(g->db_url + (strncmp(g->db_url, "sqlite:", 7) == 0 ? 7 : 0), F_OK) != 0) {
+    if (!kwc_is_postgres(g->db_url) &&
+        access(g->db_url + (strncmp(g->db_url, "sqlite:", 7) == 0 ? 7 : 0), F_OK) != 0) {
         fprintf(stderr, "%s: no keyward database at %s (run 'keyward init' or pass --db)\n",
                 g->name, g->db_url);
         return EXIT_CONFIG;
     }
     rc = kw_pepper_load(&pepper, g->pepper_file);
+    if (rc == KW_ERR_PEPPER && g->pepper_file == NULL) {
+        fprintf(stderr,
+                "%s: %s: a PostgreSQL database has no default pepper file: set "
+                "KEYWARD_PEPPER_FILE (or KEYWARD_PEPPER), the same pepper on every node\n",
+                g->name, kw_strerror(rc));
+        return kwc_exit_for(rc);
+    }
     if (rc == KW_ERR_PEPPER && getenv("KEYWARD_PEPPER") == NULL && stat(g->pepper_file, &st) == 0 &&
         (st.st_mode & 077) != 0) {
         fprintf(stderr,
