@@ -129,6 +129,7 @@ typedef struct shard {
 struct kw_index {
     shard shards[SHARDS];
     size_t max_keys;
+    int exact_spends; /* credits spent in storage (several nodes): kw_store_ops */
     _Atomic size_t keys;
     int64_t audit_seq; /* changes up to here are applied; only sync touches it */
     pthread_mutex_t sync_lock;
@@ -960,6 +961,7 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
     pthread_mutex_init(&idx->sync_lock, NULL);
     pthread_mutex_init(&idx->sets_lock, NULL);
     idx->max_keys = max_keys;
+    idx->exact_spends = ctx->store->ops->exact_spends;
     /* Changes after this point are replayed by the first sync. */
     rc = kwi_audit_last_seq(ctx, &idx->audit_seq);
     /* The bound, and tables sized for the keys there are (no rehash while
@@ -1074,6 +1076,47 @@ static int spend_pool(kw_index *idx, const char *from, int64_t cost, int64_t *re
     return -1;
 }
 
+/* Exact spends (several nodes): take cost from the credits in storage, one
+ * atomic statement, from the key itself or, for a rotated key, from the
+ * key at the end of its chain of successors (found in the index). Returns
+ * 1 if spent (or unlimited), 0 if too few, -1 if storage failed or the
+ * pool is gone (the caller denies). No lock held. */
+static int spend_stored(kw_index *idx, kw_ctx *ctx, const char *id, const void *ref, int64_t cost,
+                        int64_t *remaining)
+{
+    const cold *c = ref;
+    char pool[KW_ID_LEN + 1];
+    kw_rc rc;
+
+    kwi_strlcpy(pool, c->pooled ? cold_pool(c) : id, sizeof(pool));
+    for (int hop = 0; c->pooled && hop < CREDIT_HOPS; hop++) {
+        uint64_t h = id_hash(pool);
+        shard *s = shard_of(idx, h);
+        entry *e;
+        int pooled;
+
+        pthread_mutex_lock(&s->lock);
+        e = find(s, pool, h);
+        pooled = e != NULL && e->c->pooled;
+        if (pooled)
+            kwi_strlcpy(pool, cold_pool(e->c), sizeof(pool));
+        pthread_mutex_unlock(&s->lock);
+        if (e == NULL) {
+            kwi_seterr(ctx, "the credits of key %s are held by a key that is gone", id);
+            return -1;
+        }
+        if (!pooled)
+            break;
+    }
+    rc = ctx->store->ops->key_spend(ctx->store, pool, cost, remaining);
+    if (rc == KW_OK)
+        return 1;
+    if (rc == KW_ERR_CONFLICT)
+        return 0;
+    kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    return -1;
+}
+
 /* Note a verification of e: its last use and its count. Lock held. */
 static int note_use(shard *s, entry *e, kw_verdict code, int64_t now_ms)
 {
@@ -1145,7 +1188,10 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
         rc = KW_ERR_NOMEM;
     } else {
         code = kwi_decide(&out->key, e->x != NULL ? &e->x->rl : &no_rl, now_ms, req, out);
-        if (code == KW_VALID && !e->c->pooled)
+        if (code == KW_VALID && idx->exact_spends &&
+            (e->c->pooled || e->credits != KW_CREDITS_UNLIMITED))
+            code = KW_VERDICT_COUNT; /* spend in storage, below */
+        else if (code == KW_VALID && !e->c->pooled)
             code = spend_here(s, e, cost, &out->remaining) ? KW_VALID : KW_USAGE_EXCEEDED;
         else if (code == KW_VALID)
             code = KW_VERDICT_COUNT; /* spend from the pool, below */
@@ -1162,12 +1208,15 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
         goto out;
 
     /* A rotated key spends from its successor's credits: another entry,
-     * perhaps in another shard, so this one's lock is let go first. */
-    switch (spend_pool(idx, cold_pool(out->ref_), cost, &out->remaining)) {
+     * perhaps in another shard, so this one's lock is let go first. With
+     * exact spends, storage takes them (either key's), no lock held. */
+    switch (idx->exact_spends ? spend_stored(idx, ctx, parts.id, out->ref_, cost, &out->remaining)
+                              : spend_pool(idx, cold_pool(out->ref_), cost, &out->remaining)) {
     case 1: code = KW_VALID; break;
     case 0: code = KW_USAGE_EXCEEDED; break;
-    default:
-        kwi_seterr(ctx, "the credits of key %s are held by a key that is gone", parts.id);
+    default: /* spend_stored has said why */
+        if (!idx->exact_spends)
+            kwi_seterr(ctx, "the credits of key %s are held by a key that is gone", parts.id);
         rc = KW_ERR_STORAGE;
         goto out;
     }
@@ -1178,6 +1227,11 @@ KW_API kw_rc kw_index_verify(kw_index *idx, kw_ctx *ctx, const char *key, size_t
     } else {
         if (note_use(s, e, code, now_ms) != 0)
             rc = KW_ERR_NOMEM;
+        /* Storage's balance, as of this spend: the freshest there is. */
+        if (idx->exact_spends && !e->c->pooled && e->credits != KW_CREDITS_UNLIMITED &&
+            out->remaining != KW_CREDITS_UNLIMITED)
+            e->credits = out->remaining;
+        out->key.credits = e->credits;
         out->key.last_used_at = e->last_used_at;
     }
     pthread_mutex_unlock(&s->lock);

@@ -399,6 +399,7 @@ static kw_rc pg_reopen(kw_store *base, kw_store **out)
 
 static const kw_store_ops pg_ops = {
     .name = "postgres",
+    .exact_spends = 1,
     .close = pg_close,
     .begin = pg_begin,
     .commit = pg_commit,

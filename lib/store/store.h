@@ -89,6 +89,10 @@ typedef struct kw_store kw_store;
 
 typedef struct kw_store_ops {
     const char *name;
+    /* Several processes verify against this database at once (several
+     * nodes): credits are spent in storage, one atomic key_spend per
+     * verification, not gathered in an index's memory (kw_index_verify). */
+    int exact_spends;
     void (*close)(kw_store *s);
     kw_rc (*begin)(kw_store *s);
     kw_rc (*commit)(kw_store *s);

@@ -232,6 +232,73 @@ static void test_spends_exact_across_connections(void **state)
     kw_secret_free(pepper);
 }
 
+typedef struct node_spender {
+    kw_index *idx;
+    kw_ctx *ctx;
+    const kw_secret *key;
+    int tries, valid, other;
+} node_spender;
+
+static void *node_spend_main(void *arg)
+{
+    node_spender *s = arg;
+
+    for (int i = 0; i < s->tries; i++) {
+        kw_verify_result r;
+        if (kw_index_verify(s->idx, s->ctx, (const char *)kw_secret_cdata(s->key),
+                            kw_secret_len(s->key), NULL, &r) != KW_OK) {
+            s->other++;
+            continue;
+        }
+        if (r.code == KW_VALID)
+            s->valid++;
+        else if (r.code != KW_USAGE_EXCEEDED)
+            s->other++;
+        kw_verify_result_clear(&r);
+    }
+    return NULL;
+}
+
+/* Two nodes, each verifying from its own index: a key's N credits give
+ * exactly N successes between them (spent in storage, not in memory). */
+static void test_index_spends_exact_across_nodes(void **state)
+{
+    enum { CREDITS = 60, TRIES = 50 };
+    kw_secret *pepper = pepper_new();
+    kw_ctx *a = open_db(pepper, 1), *b = open_db(pepper, 0);
+    kw_index *ia = NULL, *ib = NULL;
+    kw_key_record rec, got;
+    kw_secret *key = make_key(a, CREDITS, &rec);
+    node_spender sa = {NULL, a, key, TRIES, 0, 0}, sb = {NULL, b, key, TRIES, 0, 0};
+    pthread_t ta, tb;
+
+    (void)state;
+    assert_int_equal(kw_index_open(&ia, a, 1000), KW_OK);
+    assert_int_equal(kw_index_open(&ib, b, 1000), KW_OK);
+    sa.idx = ia;
+    sb.idx = ib;
+    assert_int_equal(pthread_create(&ta, NULL, node_spend_main, &sa), 0);
+    assert_int_equal(pthread_create(&tb, NULL, node_spend_main, &sb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(sa.other + sb.other, 0);
+    assert_int_equal(sa.valid + sb.valid, CREDITS);
+    assert_true(sa.valid > 0 && sb.valid > 0);
+    /* The syncs write nothing more off: storage holds the truth, 0. */
+    assert_int_equal(kw_index_sync(ia, a), KW_OK);
+    assert_int_equal(kw_index_sync(ib, b), KW_OK);
+    assert_int_equal(kw_key_get(a, rec.id, &got), KW_OK);
+    assert_int_equal(got.credits, 0);
+    kw_key_record_clear(&got);
+    kw_index_free(ia);
+    kw_index_free(ib);
+    kw_key_record_clear(&rec);
+    kw_secret_free(key);
+    kw_close(a);
+    kw_close(b);
+    kw_secret_free(pepper);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +306,7 @@ int main(void)
         cmocka_unit_test_setup(test_key_life_and_audit, setup),
         cmocka_unit_test_setup(test_change_reaches_other_node, setup),
         cmocka_unit_test_setup(test_spends_exact_across_connections, setup),
+        cmocka_unit_test_setup(test_index_spends_exact_across_nodes, setup),
     };
 
     if (kw_init() != KW_OK)
