@@ -14,12 +14,14 @@ enum {
     OPT_INDEX_MAX,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
+    OPT_DB_GRACE,
     OPT_HELP = 'h'
 };
 
 static const char serve_help[] =
     "usage: keyward serve [--listen ADDR:PORT] [--threads N] [--trusted CIDR]...\n"
-    "                     [--tls-cert PEM --tls-key PEM] [--index-max N]\n\n"
+    "                     [--tls-cert PEM --tls-key PEM] [--index-max N]\n"
+    "                     [--db-grace SECONDS]\n\n"
     "Serves the HTTP API (docs/http-api.md) until SIGTERM or SIGINT, then stops\n"
     "accepting, lets requests in flight finish and exits.\n"
     "  --listen ADDR:PORT  default 127.0.0.1:8700 (env KEYWARD_LISTEN); port 0 picks one\n"
@@ -29,7 +31,10 @@ static const char serve_help[] =
     "  --tls-cert PEM      serve HTTPS (TLS 1.2+, HTTP/2 by ALPN) with this chain\n"
     "  --tls-key PEM       and this private key (mode 0600)\n"
     "  --index-max N       most keys held in memory (default 10000000); a larger\n"
-    "                      store is refused at start (docs/internals/index.md)\n";
+    "                      store is refused at start (docs/internals/index.md)\n"
+    "  --db-grace SECONDS  how long to go on verifying from memory when the\n"
+    "                      database cannot be reached (then 503 until it can);\n"
+    "                      default 60 on PostgreSQL, 0 (no bound) on SQLite\n";
 
 int serve_main(kwc_global *g, int argc, char **argv)
 {
@@ -40,6 +45,7 @@ int serve_main(kwc_global *g, int argc, char **argv)
         {"index-max", required_argument, NULL, OPT_INDEX_MAX},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"db-grace", required_argument, NULL, OPT_DB_GRACE},
         {"help", no_argument, NULL, OPT_HELP},
         {0},
     };
@@ -57,6 +63,9 @@ int serve_main(kwc_global *g, int argc, char **argv)
     cfg.threads = cores > 0 ? (int)cores : 1;
     cfg.index_max = 10000000;
     cfg.sync_ms = 100;
+    /* Several nodes: one cut off from the database misses revocations made
+     * elsewhere; after this long it stops answering (SPEC, scale-out). */
+    cfg.db_grace_ms = kwc_is_postgres(g->db_url) ? 60000 : 0;
     while ((c = kwc_getopt(g, argc, argv, ":h", opts)) != -1) {
         switch (c) {
         case OPT_LISTEN: cfg.listen = optarg; break;
@@ -76,6 +85,11 @@ int serve_main(kwc_global *g, int argc, char **argv)
             if (kwc_parse_u64(optarg, 1000000000, &n) != 0 || n == 0)
                 return kwc_usage(g, "--index-max takes 1 to 10^9, not '%s'", optarg);
             cfg.index_max = (size_t)n;
+            break;
+        case OPT_DB_GRACE:
+            if (kwc_parse_u64(optarg, 86400, &n) != 0)
+                return kwc_usage(g, "--db-grace takes 0 to 86400 seconds, not '%s'", optarg);
+            cfg.db_grace_ms = (int64_t)n * 1000;
             break;
         case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
         case OPT_TLS_KEY: cfg.tls_key = optarg; break;

@@ -129,7 +129,8 @@ typedef struct shard {
 struct kw_index {
     shard shards[SHARDS];
     size_t max_keys;
-    int exact_spends; /* credits spent in storage (several nodes): kw_store_ops */
+    int exact_spends;           /* credits spent in storage (several nodes): kw_store_ops */
+    _Atomic int64_t reached_ms; /* monotonic: the last time changes were read from storage */
     _Atomic size_t keys;
     int64_t audit_seq; /* changes up to here are applied; only sync touches it */
     pthread_mutex_t sync_lock;
@@ -138,6 +139,15 @@ struct kw_index {
     scopeset **sets;
     size_t sets_cap, nsets;
 };
+
+/* Milliseconds on the monotonic clock (coarse: a few ms are enough here). */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static uint64_t id_hash(const char *id)
 {
@@ -962,6 +972,7 @@ KW_API kw_rc kw_index_open(kw_index **out, kw_ctx *ctx, size_t max_keys)
     pthread_mutex_init(&idx->sets_lock, NULL);
     idx->max_keys = max_keys;
     idx->exact_spends = ctx->store->ops->exact_spends;
+    atomic_store(&idx->reached_ms, mono_ms());
     /* Changes after this point are replayed by the first sync. */
     rc = kwi_audit_last_seq(ctx, &idx->audit_seq);
     /* The bound, and tables sized for the keys there are (no rehash while
@@ -1455,6 +1466,20 @@ static kw_rc apply_changes(kw_index *idx, kw_ctx *ctx)
     }
 }
 
+/* Changes were read from storage (all of them, or all the index can hold). */
+static void reached(kw_index *idx, kw_rc rc)
+{
+    if (rc == KW_OK || rc == KW_ERR_TOO_LARGE)
+        atomic_store(&idx->reached_ms, mono_ms());
+}
+
+KW_API int64_t kw_index_sync_age_ms(kw_index *idx)
+{
+    int64_t age = mono_ms() - atomic_load(&idx->reached_ms);
+
+    return age > 0 ? age : 0;
+}
+
 KW_API kw_rc kw_index_sync(kw_index *idx, kw_ctx *ctx)
 {
     kw_rc rc, rc2;
@@ -1462,6 +1487,7 @@ KW_API kw_rc kw_index_sync(kw_index *idx, kw_ctx *ctx)
     pthread_mutex_lock(&idx->sync_lock);
     rc = write_usage(idx, ctx);
     rc2 = apply_changes(idx, ctx);
+    reached(idx, rc2);
     pthread_mutex_unlock(&idx->sync_lock);
     if (rc == KW_OK && rc2 == KW_OK)
         atomic_fetch_add(&idx->syncs, 1);
@@ -1484,6 +1510,7 @@ KW_API kw_rc kw_index_follow(kw_index *idx, kw_ctx *ctx)
 
     pthread_mutex_lock(&idx->sync_lock);
     rc = apply_changes(idx, ctx);
+    reached(idx, rc);
     pthread_mutex_unlock(&idx->sync_lock);
     if (rc == KW_OK)
         atomic_fetch_add(&idx->syncs, 1);

@@ -203,6 +203,21 @@ int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail)
     }
 }
 
+int kws_db_stale(h2o_req_t *req)
+{
+    kws_thread *t = kws_thread_of(req);
+
+    return t->cfg->db_grace_ms > 0 && kw_index_sync_age_ms(t->index) > t->cfg->db_grace_ms;
+}
+
+int kws_send_stale(h2o_req_t *req)
+{
+    kws_retry_after(req, 1000);
+    return kws_send_error(req, 503, "unavailable",
+                          "keyward has not reached its database for longer than its grace "
+                          "period (--db-grace): it verifies again once it has");
+}
+
 kw_rc kws_verify(h2o_req_t *req, int source, const char *key, size_t len,
                  const kw_verify_request *vr, kw_verify_result *res)
 {

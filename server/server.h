@@ -33,6 +33,7 @@ typedef struct kws_config {
     const char *tls_cert;          /* PEM chain; NULL: plain HTTP */
     const char *tls_key;           /* PEM private key, mode 0600 */
     int sync_ms;                   /* how often usage is written and changes picked up */
+    int64_t db_grace_ms;           /* answer from an index older than this: no (503); 0: no bound */
     const kw_secret *seed_signing; /* the seed system's secrets, or NULL (borrowed) */
     const kw_secret *seed_master;
     const kw_secret *master_key; /* the secrets' master key, or NULL: /v1/secrets answers 503 */
@@ -176,6 +177,10 @@ void kws_metrics_db_error(h2o_req_t *req);
 int kws_metrics_text(h2o_req_t *req); /* GET /metrics */
 
 /* Verify through the shared index (storage only for imported keys). */
+/* The index has not reached the database for longer than --db-grace: true
+ * when verifications must be refused (503 from kws_send_stale). */
+int kws_db_stale(h2o_req_t *req);
+int kws_send_stale(h2o_req_t *req);
 kw_rc kws_verify(h2o_req_t *req, int source, const char *key, size_t len,
                  const kw_verify_request *vr, kw_verify_result *res);
 /* Milliseconds to whole seconds, rounded up (Retry-After, RateLimit-Reset). */

@@ -74,6 +74,10 @@ int kws_keys_verify(h2o_req_t *req)
         else
             vr.client_addr = json_string_value(v);
     }
+    if (kws_db_stale(req)) {
+        json_decref(o);
+        return kws_send_stale(req);
+    }
     rc =
         kws_verify(req, KWS_SRC_VERIFY, json_string_value(key), json_string_length(key), &vr, &res);
     json_decref(o);
@@ -184,6 +188,8 @@ int kws_auth(h2o_req_t *req)
         if (ip.len > 0)
             vr.client_addr = h2o_strdup(&req->pool, ip.base, ip.len).base;
     }
+    if (kws_db_stale(req))
+        return kws_send_stale(req);
     rc = kws_verify(req, KWS_SRC_AUTH, key.base, key.len, &vr, &res);
     if (rc != KW_OK) {
         kw_verify_result_clear(&res);

@@ -95,6 +95,14 @@ KW_API kw_rc kw_index_sync(kw_index *idx, kw_ctx *ctx) KW_WARN_UNUSED;
 KW_API kw_rc kw_index_write_usage(kw_index *idx, kw_ctx *ctx) KW_WARN_UNUSED;
 KW_API kw_rc kw_index_follow(kw_index *idx, kw_ctx *ctx) KW_WARN_UNUSED;
 
+/**
+ * Milliseconds since changes were last read from storage (kw_index_sync or
+ * kw_index_follow reached it; since kw_index_open if none has). A node on a
+ * shared database bounds how long it answers from an index this old
+ * (keyward serve --db-grace).
+ */
+KW_API int64_t kw_index_sync_age_ms(kw_index *idx);
+
 KW_API void kw_index_stats_get(kw_index *idx, kw_index_stats *out);
 
 #ifdef __cplusplus

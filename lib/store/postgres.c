@@ -184,6 +184,17 @@ static kw_rc fail(pg_store *s, const PGresult *r)
     return KW_ERR_STORAGE;
 }
 
+/* After a failed statement: if the connection itself is gone (PostgreSQL
+ * restarted, the network cut), open it again, so that the next statement
+ * has one. The failed one is not run again: it may have taken effect (a
+ * spend) before its answer was lost. Work of an open transaction is lost
+ * with the connection; its commit fails. */
+static void reconnect_if_lost(pg_store *s)
+{
+    if (PQstatus(s->conn) == CONNECTION_BAD)
+        PQreset(s->conn);
+}
+
 PGresult *pg_run(pg_store *s, const char *sql, const pg_params *p, kw_rc *rc)
 {
     /* Without parameters, PQexec: it takes several statements (the schema). */
@@ -197,6 +208,7 @@ PGresult *pg_run(pg_store *s, const char *sql, const pg_params *p, kw_rc *rc)
     }
     *rc = fail(s, r);
     PQclear(r);
+    reconnect_if_lost(s);
     return NULL;
 }
 
@@ -341,7 +353,9 @@ static void pg_rollback(kw_store *base)
 {
     pg_store *s = (pg_store *)base;
 
-    if (PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        PQreset(s->conn); /* the transaction went with the connection */
+    else if (PQtransactionStatus(s->conn) != PQTRANS_IDLE)
         (void)pg_exec(s, "ROLLBACK", NULL, NULL);
 }
 
@@ -493,7 +507,14 @@ kw_rc kwi_pg_open(kw_store **out, const char *url, int create, char err[static 2
         return KW_ERR_NOMEM;
     }
     s->base.ops = &pg_ops;
-    s->conn = PQconnectdb(url);
+    {
+        /* A connect_timeout unless the URL has its own (later keywords win):
+         * a node must not hang for minutes reconnecting to a host that is
+         * gone. */
+        static const char *const keys[] = {"connect_timeout", "dbname", NULL};
+        const char *vals[] = {"5", url, NULL};
+        s->conn = PQconnectdbParams(keys, vals, 1);
+    }
     if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
         const char *m = s->conn != NULL ? PQerrorMessage(s->conn) : "out of memory";
         /* libpq's message names the host and port, never the password. */

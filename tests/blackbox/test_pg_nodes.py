@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -44,9 +45,10 @@ def request(port, method, path, token=None, body=None):
 class Node:
     """One `keyward serve` on the shared database."""
 
-    def __init__(self, env, cwd):
+    def __init__(self, env, cwd, extra=()):
         self.proc = subprocess.Popen(
-            [kwtest.BIN, "serve", "--listen", "127.0.0.1:0", "--threads", "1"],
+            [kwtest.BIN, "serve", "--listen", "127.0.0.1:0", "--threads", "1"]
+            + list(extra),
             env=env, cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.err = []
@@ -172,6 +174,74 @@ class PostgresNodes(unittest.TestCase):
         self.assertEqual(status, 401)
         # And A refused it at once.
         self.assertEqual(request(a.port, "GET", "/v1/auth", key)[0], 401)
+
+    def pg(self, cmd):
+        p = subprocess.run(["sh", PGTEST, cmd, self.pgdir],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def wait_for(self, what, fn, seconds):
+        deadline = time.monotonic() + seconds
+        while not fn():
+            self.assertLess(time.monotonic(), deadline, what)
+            time.sleep(0.05)
+
+    def test_outage(self):
+        """PostgreSQL stopped and started again under load: a node goes on
+        verifying the keys it holds for --db-grace, refuses keys it never
+        saw, says not ready, then 503 once the grace is over; and recovers
+        by itself. No answer is ever wrong: the valid key gets 200 or 503,
+        an unknown one 401 or 503."""
+        admin = self.init()
+        node = Node(self.env, self.tmp, ["--db-grace", "2"])
+        self.nodes.append(node)
+        status, out = request(node.port, "POST", "/v1/keys", admin,
+                              {"owner": "acme", "name": "outage"})
+        self.assertEqual(status, 201, out)
+        key = json.loads(out)["key"]
+        # A key of the right shape that the database never held.
+        head = "kw_live_" + "Z" * 12 + "q" * 32
+        unknown = head + kwtest.check_of(head)
+        wrong = []
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                for k, allowed in ((key, (200, 503)), (unknown, (401, 503))):
+                    try:
+                        st, _ = request(node.port, "GET", "/v1/auth", k)
+                    except OSError as e:
+                        wrong.append(("no answer", str(e)))
+                        continue
+                    if st not in allowed:
+                        wrong.append((k == key, st))
+
+        t = threading.Thread(target=load)
+        t.start()
+        try:
+            time.sleep(0.3)
+            self.pg("pause")
+            # Within the grace: the held key verifies, the unknown one not.
+            self.assertEqual(request(node.port, "GET", "/v1/auth", key)[0], 200)
+            self.assertEqual(request(node.port, "GET", "/v1/auth", unknown)[0], 401)
+            self.wait_for("/readyz still ready with the database down",
+                          lambda: request(node.port, "GET", "/readyz")[0] == 503, 5)
+            # Past the grace: refused with 503 (it may have missed a revocation).
+            self.wait_for("still verifying past --db-grace",
+                          lambda: request(node.port, "GET", "/v1/auth", key)[0] == 503, 10)
+            self.pg("resume")
+            self.wait_for("never ready again",
+                          lambda: request(node.port, "GET", "/readyz")[0] == 200, 20)
+            self.wait_for("never verified again",
+                          lambda: request(node.port, "GET", "/v1/auth", key)[0] == 200, 10)
+            # Writes work again too (the committer's connection came back).
+            self.wait_for("cannot create keys again",
+                          lambda: request(node.port, "POST", "/v1/keys", admin,
+                                          {"owner": "acme", "name": "after"})[0] == 201, 10)
+        finally:
+            stop.set()
+            t.join(30)
+        self.assertEqual(wrong, [])
 
 
 if __name__ == "__main__":
