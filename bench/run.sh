@@ -10,6 +10,8 @@
 #      index bytes per key, verifications/s and latency
 #   4. HTTP (bench/http.sh): keyward against nginx over loopback (wrk),
 #      key creation over HTTP, server start-up with the 1-million-key store
+#   5. PostgreSQL (bench/pg.py): a node on PostgreSQL beside one on SQLite,
+#      and the time a revocation takes to reach a second node
 #
 # usage: bench/run.sh [SECONDS_PER_ROW]
 #   SECONDS_PER_ROW   2 in-process, 5 for the HTTP rows, unless given
@@ -63,6 +65,9 @@ http=$(mktemp)
 trap 'rm -f "$http"' EXIT
 rc=0
 KEYWARD_BIN=build/bench/keyward bench/http.sh "${1:-5}" >"$http" || rc=$?
+echo | tee -a "$out"
+tee -a "$out" <"$http"
+KEYWARD_BIN=build/bench/keyward python3 bench/pg.py "${1:-5}" >"$http" || rc=$?
 echo | tee -a "$out"
 tee -a "$out" <"$http"
 echo "written to $out" >&2

@@ -319,7 +319,9 @@ static void pg_close(kw_store *base)
 static kw_rc pg_begin(kw_store *base)
 {
     pg_store *s = (pg_store *)base;
-    kw_rc rc = pg_exec(s, "BEGIN", NULL, NULL);
+    /* Durable: a change and its audit record survive a crash once
+     * committed (the session's default is asynchronous: kwi_pg_open). */
+    kw_rc rc = pg_exec(s, "BEGIN; SET LOCAL synchronous_commit = on", NULL, NULL);
 
     if (rc == KW_OK &&
         (rc = pg_exec(s, "SELECT pg_advisory_xact_lock(" WRITER_LOCK ")", NULL, NULL)) != KW_OK)
@@ -510,9 +512,13 @@ kw_rc kwi_pg_open(kw_store **out, const char *url, int create, char err[static 2
     {
         /* A connect_timeout unless the URL has its own (later keywords win):
          * a node must not hang for minutes reconnecting to a host that is
-         * gone. */
-        static const char *const keys[] = {"connect_timeout", "dbname", NULL};
-        const char *vals[] = {"5", url, NULL};
+         * gone. Statements outside begin() (a verification's spend, usage)
+         * commit without waiting for the disk: still atomic, and exact
+         * across nodes, but a crash of PostgreSQL may undo the last few
+         * hundred milliseconds of them (credits spent then come back).
+         * Every change made through begin() waits (SET LOCAL there). */
+        static const char *const keys[] = {"connect_timeout", "options", "dbname", NULL};
+        const char *vals[] = {"5", "-c synchronous_commit=off", url, NULL};
         s->conn = PQconnectdbParams(keys, vals, 1);
     }
     if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
