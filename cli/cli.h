@@ -102,6 +102,12 @@ int kwc_unexpected(const kwc_global *g, const char *arg, const char *hint);
 #define KWC_SHOWN_MAX 64
 const char *kwc_shown(char *buf, const char *arg);
 
+/* The secrets' master key file: <db>.master beside a SQLite database; for
+ * PostgreSQL, beside the pepper file (its .pepper ending made .master, else
+ * .master added), and none (*out NULL) when the pepper comes from
+ * KEYWARD_PEPPER. 0, or -1 out of memory. */
+int kwc_master_key_path(const kwc_global *g, char **out);
+
 /* A PostgreSQL URL (postgres:// or postgresql://). */
 int kwc_is_postgres(const char *url);
 /* Whether a PostgreSQL URL carries a password (user:password@, or a

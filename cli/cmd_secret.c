@@ -73,7 +73,11 @@ static int open_secrets(kwc_global *g, kw_ctx **ctx)
 
     if (ret != 0)
         return ret;
-    file = kw_master_key_default_path(g->db_url);
+    if (kwc_master_key_path(g, &file) != 0) {
+        kw_close(*ctx);
+        *ctx = NULL;
+        return kwc_fail(g, KW_ERR_NOMEM, NULL);
+    }
     rc = kw_master_key_load(&master, file, why, sizeof(why));
     if (rc == KW_OK)
         rc = kw_secrets_master(*ctx, master);
@@ -138,8 +142,16 @@ int master_key_init_main(kwc_global *g, int argc, char **argv)
         return kwc_unexpected(g, argv[optind], NULL);
     if ((rc = kw_init()) != KW_OK)
         return kwc_fail(g, rc, NULL);
-    if ((file = kw_master_key_default_path(g->db_url)) == NULL)
+    if (kwc_master_key_path(g, &file) != 0)
         return kwc_fail(g, KW_ERR_NOMEM, NULL);
+    if (file == NULL) {
+        fprintf(stderr,
+                "%s: with KEYWARD_PEPPER and a PostgreSQL database there is no default master "
+                "key file: set KEYWARD_PEPPER_FILE (the master key goes beside it) or keep the "
+                "key in KEYWARD_MASTER_KEY / KEYWARD_MASTER_KEY_CMD\n",
+                g->name);
+        return EXIT_CONFIG;
+    }
     rc = kw_pepper_create(&key, file); /* the same form: 32 random bytes as hex, mode 0600 */
     if (rc == KW_OK)
         printf("master key written to %s (mode 0600)\n", file);
@@ -199,8 +211,17 @@ int master_key_rotate_main(kwc_global *g, int argc, char **argv)
             return kwc_fail(g, rc, "the new key (--new-key-env) is not 64 hex characters");
         }
     } else {
-        file = kw_master_key_default_path(g->db_url);
-        next = file != NULL ? malloc(strlen(file) + sizeof(".new")) : NULL;
+        if (kwc_master_key_path(g, &file) != 0) {
+            kw_close(ctx);
+            return kwc_fail(g, KW_ERR_NOMEM, NULL);
+        }
+        if (file == NULL) {
+            kw_close(ctx);
+            return kwc_fail(g, KW_ERR_MASTER_KEY,
+                            "no master key file to rotate (PostgreSQL with KEYWARD_PEPPER): "
+                            "give the new key with --new-key-env");
+        }
+        next = malloc(strlen(file) + sizeof(".new"));
         if (next == NULL) {
             kw_close(ctx);
             free(file);

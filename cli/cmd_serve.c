@@ -129,7 +129,12 @@ int serve_main(kwc_global *g, int argc, char **argv)
         int given;
         kw_rc mrc;
 
-        file = kw_master_key_default_path(g->db_url);
+        if (kwc_master_key_path(g, &file) != 0) {
+            kw_secret_free(seed_signing);
+            kw_secret_free(seed_master);
+            kw_secret_free(pepper);
+            return kwc_fail(g, KW_ERR_NOMEM, NULL);
+        }
         given = (env && env[0]) || (cmd && cmd[0]) || (file && access(file, F_OK) == 0);
         mrc = given ? kw_master_key_load(&master_key, file, why, sizeof(why)) : KW_OK;
         if (mrc != KW_OK) {

@@ -76,6 +76,26 @@ const char *kwc_shown(char *buf, const char *arg)
     return buf;
 }
 
+int kwc_master_key_path(const kwc_global *g, char **out)
+{
+    const char *p = g->pepper_file;
+    size_t n;
+
+    *out = NULL;
+    if (!kwc_is_postgres(g->db_url))
+        return (*out = kw_master_key_default_path(g->db_url)) != NULL ? 0 : -1;
+    if (p == NULL)
+        return 0;
+    n = strlen(p);
+    if (n >= 7 && strcmp(p + n - 7, ".pepper") == 0)
+        n -= 7;
+    if ((*out = malloc(n + sizeof(".master"))) == NULL)
+        return -1;
+    memcpy(*out, p, n);
+    memcpy(*out + n, ".master", sizeof(".master"));
+    return 0;
+}
+
 int kwc_is_postgres(const char *url)
 {
     return strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;

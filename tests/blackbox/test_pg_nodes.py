@@ -140,6 +140,28 @@ class PostgresNodes(unittest.TestCase):
         self.assertEqual(r.code, 0, r)
         self.assertIn("first admin key", r.out)
 
+    def test_secrets(self):
+        """The secrets store on PostgreSQL: the master key file goes beside
+        the pepper file (no database path to put it beside), a secret is
+        written and read back exactly, and never lands in the database in
+        clear."""
+        self.init()
+        r = self.kw("master-key", "init")
+        self.assertEqual(r.code, 0, r)
+        master = self.pepper[:-len(".pepper")] + ".master" \
+            if self.pepper.endswith(".pepper") else self.pepper + ".master"
+        self.assertEqual(os.stat(master).st_mode & 0o777, 0o600)
+        r = kwtest.run(["secret", "put", "app/db"], input="s3cret-value\n",
+                       env=self.env, cwd=self.tmp)
+        self.assertEqual(r.code, 0, r)
+        r = self.kw("secret", "get", "app/db")
+        self.assertEqual((r.code, r.out), (0, "s3cret-value"), r)
+        dump = subprocess.run(["pg_dump", "--data-only", self.url],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(dump.returncode, 0, dump.stderr)
+        self.assertIn("app/db", dump.stdout)
+        self.assertNotIn("s3cret-value", dump.stdout)
+
     def test_password_not_in_argv(self):
         """A password in --db is refused: every user can read a command line."""
         r = self.kw("--db", "postgres://kw:hunter2@127.0.0.1/kw", "key", "list")
