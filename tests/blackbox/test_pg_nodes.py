@@ -197,6 +197,40 @@ class PostgresNodes(unittest.TestCase):
         # And A refused it at once.
         self.assertEqual(request(a.port, "GET", "/v1/auth", key)[0], 401)
 
+    def test_credits_exact_across_nodes(self):
+        """A key with N credits, spent through both nodes at once: exactly N
+        answers of 200 between them, the rest 429."""
+        credits = 40
+        admin = self.init()
+        a, b = Node(self.env, self.tmp), Node(self.env, self.tmp)
+        self.nodes += [a, b]
+        status, out = request(a.port, "POST", "/v1/keys", admin,
+                              {"owner": "acme", "name": "credits", "credits": credits})
+        self.assertEqual(status, 201, out)
+        key = json.loads(out)["key"]
+        self.wait_for("B never knew the key",
+                      lambda: request(b.port, "GET", "/v1/keys/" + json.loads(out)["id"],
+                                      admin)[0] == 200, 5)
+        time.sleep(0.3)  # B's index has it too (it follows the audit trail)
+        counts = {a.port: {}, b.port: {}}
+
+        def spend(port):
+            for _ in range(35):
+                st, _ = request(port, "GET", "/v1/auth", key)
+                counts[port][st] = counts[port].get(st, 0) + 1
+
+        threads = [threading.Thread(target=spend, args=(n.port,)) for n in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        ok = counts[a.port].get(200, 0) + counts[b.port].get(200, 0)
+        self.assertEqual(ok, credits, counts)
+        self.assertGreater(counts[a.port].get(200, 0), 0, counts)
+        self.assertGreater(counts[b.port].get(200, 0), 0, counts)
+        for c in counts.values():
+            self.assertEqual(set(c) - {200, 429}, set(), counts)
+
     def pg(self, cmd):
         p = subprocess.run(["sh", PGTEST, cmd, self.pgdir],
                            capture_output=True, text=True, timeout=120)
