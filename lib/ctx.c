@@ -4,6 +4,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char pepper_check_label[] = "keyward/pepper-check/v1";
 static const char audit_key_label[] = "keyward/audit/v1";
@@ -159,6 +160,22 @@ KW_API kw_rc kw_defer_checkpoints(kw_ctx *ctx)
     if (ctx->store->ops->wal_defer == NULL)
         return KW_OK;
     rc = ctx->store->ops->wal_defer(ctx->store);
+    if (rc != KW_OK)
+        kwi_seterr(ctx, "%s", ctx->store->errmsg);
+    return rc;
+}
+
+KW_API kw_rc kw_wait_change(kw_ctx *ctx, int timeout_ms)
+{
+    kw_rc rc;
+
+    if (ctx->store->ops->wait_change == NULL) {
+        struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+        if (timeout_ms > 0)
+            nanosleep(&ts, NULL);
+        return KW_OK;
+    }
+    rc = ctx->store->ops->wait_change(ctx->store, timeout_ms);
     if (rc != KW_OK)
         kwi_seterr(ctx, "%s", ctx->store->errmsg);
     return rc;

@@ -177,6 +177,9 @@ static void *thread_main(void *arg)
 /* Write usage (unless the committer does) and pick up outside changes
  * every sync_ms, on a connection of its own, until the loops and the
  * committer have stopped; then both once more. */
+/* The index writer follows changes at most this often (ms). */
+#define FOLLOW_MIN_MS 5
+
 static void *sync_main(void *arg)
 {
     const kws_config *cfg = arg;
@@ -212,7 +215,22 @@ static void *sync_main(void *arg)
         ckpt_failing = rc != KW_OK;
         if (atomic_load(&stopping) == 2)
             break;
-        usleep((useconds_t)cfg->sync_ms * 1000);
+        /* Until the next round, or a change committed elsewhere (another
+         * node: PostgreSQL's NOTIFY), whichever comes first; but not more
+         * often than every FOLLOW_MIN_MS, whatever the rate of commits. */
+        {
+            uint64_t t0 = kws_clock_us(), spent;
+
+            rc = kw_wait_change(ctx, cfg->sync_ms);
+            if (rc != KW_OK && !failing)
+                fprintf(stderr, "keyward serve: waiting for changes failed (will retry): %s\n",
+                        kw_errmsg(ctx));
+            spent = kws_clock_us() - t0;
+            if (rc != KW_OK && spent < (uint64_t)cfg->sync_ms * 1000)
+                usleep((useconds_t)((uint64_t)cfg->sync_ms * 1000 - spent));
+            else if (spent < FOLLOW_MIN_MS * 1000)
+                usleep((useconds_t)(FOLLOW_MIN_MS * 1000 - spent));
+        }
     }
     if (kw_index_sync(shared_index, ctx) != KW_OK)
         fprintf(stderr, "keyward serve: final index sync failed: %s\n", kw_errmsg(ctx));

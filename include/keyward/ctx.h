@@ -90,6 +90,16 @@ KW_API kw_rc kw_defer_checkpoints(kw_ctx *ctx) KW_WARN_UNUSED;
 KW_API kw_rc kw_checkpoint(kw_ctx *ctx, int64_t *log_frames, int64_t *copied) KW_WARN_UNUSED;
 
 /**
+ * Wait up to timeout_ms for a change committed through another connection
+ * (PostgreSQL: a NOTIFY that every commit sends; others: just sleep). A hint
+ * for a process that follows changes (kw_index_follow): it may return early
+ * for no change, and the changes themselves are read from the audit trail.
+ * @return KW_OK, or KW_ERR_STORAGE when the connection failed (it is opened
+ *         again for the next call).
+ */
+KW_API kw_rc kw_wait_change(kw_ctx *ctx, int timeout_ms) KW_WARN_UNUSED;
+
+/**
  * Detail of the last failure on `ctx` (never holds key material).
  * @return a string owned by ctx, valid until the next call; never NULL.
  */

@@ -24,7 +24,8 @@
 typedef struct pg_store {
     kw_store base;
     PGconn *conn;
-    char *url; /* for another connection (reopen); may hold a password: never printed */
+    char *url;     /* for another connection (reopen); may hold a password: never printed */
+    int listening; /* LISTEN sent on this connection (wait_change) */
 } pg_store;
 
 #define PG_PARAMS_MAX 32

@@ -12,10 +12,14 @@
 
 #include "../internal.h"
 
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* What every commit notifies, and wait_change listens to. */
+#define CHANNEL "keyward_changes"
 
 /* pg_advisory_xact_lock's key for writers: "keyw" */
 #define WRITER_LOCK "1803122039"
@@ -333,7 +337,9 @@ static kw_rc pg_commit(kw_store *base)
 {
     pg_store *s = (pg_store *)base;
     kw_rc rc;
-    PGresult *r = pg_run(s, "COMMIT", NULL, &rc);
+    /* Every node following changes wakes up (wait_change); PostgreSQL sends
+     * the notification only if the transaction commits. */
+    PGresult *r = pg_run(s, "NOTIFY " CHANNEL "; COMMIT", NULL, &rc);
     int committed;
 
     if (r == NULL)
@@ -402,6 +408,49 @@ static kw_rc pg_meta_set(kw_store *base, const char *name, const void *val, size
                    &p, NULL);
 }
 
+static kw_rc pg_wait_change(kw_store *base, int timeout_ms)
+{
+    pg_store *s = (pg_store *)base;
+    struct pollfd pfd;
+    PGnotify *n;
+    int got;
+
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        PQreset(s->conn); /* and LISTEN again: a new session listens to nothing */
+        s->listening = 0;
+        if (PQstatus(s->conn) != CONNECTION_OK) {
+            snprintf(base->errmsg, sizeof(base->errmsg), "postgres: the connection is lost");
+            return KW_ERR_STORAGE;
+        }
+    }
+    if (!s->listening) {
+        kw_rc rc = pg_exec(s, "LISTEN " CHANNEL, NULL, NULL);
+        if (rc != KW_OK)
+            return rc;
+        s->listening = 1;
+    }
+    /* Notifications that came with earlier answers first. */
+    PQconsumeInput(s->conn);
+    for (got = 0; (n = PQnotifies(s->conn)) != NULL; got = 1)
+        PQfreemem(n);
+    if (got)
+        return KW_OK;
+    pfd.fd = PQsocket(s->conn);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (pfd.fd < 0 || poll(&pfd, 1, timeout_ms) < 0)
+        return KW_OK; /* interrupted: the caller follows now, as after a wait */
+    if (pfd.revents != 0 && !PQconsumeInput(s->conn)) {
+        snprintf(base->errmsg, sizeof(base->errmsg), "postgres: the connection is lost");
+        s->listening = 0;
+        PQreset(s->conn);
+        return KW_ERR_STORAGE;
+    }
+    while ((n = PQnotifies(s->conn)) != NULL)
+        PQfreemem(n);
+    return KW_OK;
+}
+
 static kw_rc pg_reopen(kw_store *base, kw_store **out)
 {
     pg_store *s = (pg_store *)base;
@@ -440,6 +489,7 @@ static const kw_store_ops pg_ops = {
     .key_count_imported = pg_key_count_imported,
     .key_count = pg_key_count,
     .reopen = pg_reopen,
+    .wait_change = pg_wait_change,
     .signing_key_insert = pg_signing_key_insert,
     .signing_key_list = pg_signing_key_list,
     .signing_key_state = pg_signing_key_state,

@@ -153,6 +153,10 @@ typedef struct kw_store_ops {
      * in the database (either may be NULL). */
     kw_rc (*wal_defer)(kw_store *s);
     kw_rc (*wal_checkpoint)(kw_store *s, int64_t *log_frames, int64_t *copied);
+    /* Wait up to timeout_ms for a commit made through another connection
+     * (a hint only: changes are still read from the audit trail); KW_OK
+     * either way, or a failure of the connection. NULL: the caller sleeps. */
+    kw_rc (*wait_change)(kw_store *s, int timeout_ms);
 
     /* The token keyring: insert (KW_ERR_CONFLICT if the kid is taken), all
      * rows oldest first, and a change of state (KW_ERR_NOT_FOUND). */

@@ -17,6 +17,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <keyward/keyward.h>
 
@@ -299,6 +300,49 @@ static void test_index_spends_exact_across_nodes(void **state)
     kw_secret_free(pepper);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *create_later(void *arg)
+{
+    kw_ctx *ctx = arg;
+    kw_key_record rec;
+    struct timespec d = {0, 200 * 1000000L};
+
+    nanosleep(&d, NULL);
+    kw_secret_free(make_key(ctx, KW_CREDITS_UNLIMITED, &rec));
+    kw_key_record_clear(&rec);
+    return NULL;
+}
+
+/* A commit through one connection wakes a wait on another (NOTIFY): the
+ * wait ends long before its timeout. */
+static void test_wait_change_wakes(void **state)
+{
+    kw_secret *pepper = pepper_new();
+    kw_ctx *a = open_db(pepper, 1), *b = open_db(pepper, 0);
+    pthread_t t;
+    int64_t t0, took;
+
+    (void)state;
+    assert_int_equal(kw_wait_change(b, 1), KW_OK); /* listening from here */
+    assert_int_equal(pthread_create(&t, NULL, create_later, a), 0);
+    t0 = mono_ms();
+    assert_int_equal(kw_wait_change(b, 5000), KW_OK);
+    took = mono_ms() - t0;
+    pthread_join(t, NULL);
+    assert_true(took >= 100); /* woken by the commit, not at once */
+    assert_true(took < 2000); /* and not by the timeout */
+    kw_close(a);
+    kw_close(b);
+    kw_secret_free(pepper);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +351,7 @@ int main(void)
         cmocka_unit_test_setup(test_change_reaches_other_node, setup),
         cmocka_unit_test_setup(test_spends_exact_across_connections, setup),
         cmocka_unit_test_setup(test_index_spends_exact_across_nodes, setup),
+        cmocka_unit_test_setup(test_wait_change_wakes, setup),
     };
 
     if (kw_init() != KW_OK)
