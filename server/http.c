@@ -182,6 +182,24 @@ int kws_send_error(h2o_req_t *req, int status, const char *code, const char *msg
     return 0;
 }
 
+/* One line a second at most: a database that is away fails every request
+ * that needs it (the metrics count them all). */
+static void log_db_error(const char *msg)
+{
+    static _Atomic uint64_t logged_us, quiet;
+    uint64_t now = kws_clock_us(), last = atomic_load(&logged_us), n;
+
+    if (now - last < 1000000 || !atomic_compare_exchange_strong(&logged_us, &last, now)) {
+        atomic_fetch_add(&quiet, 1);
+        return;
+    }
+    if ((n = atomic_exchange(&quiet, 0)) > 0)
+        fprintf(stderr, "keyward serve: database: %s (and %llu more such errors)\n", msg,
+                (unsigned long long)n);
+    else
+        fprintf(stderr, "keyward serve: database: %s\n", msg);
+}
+
 int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail)
 {
     const char *msg = detail && detail[0] ? detail : kw_strerror(rc);
@@ -194,7 +212,7 @@ int kws_send_rc(h2o_req_t *req, kw_rc rc, const char *detail)
     case KW_ERR_STORAGE:
     case KW_ERR_READONLY:
     case KW_ERR_IO:
-        fprintf(stderr, "keyward serve: database: %s\n", msg);
+        log_db_error(msg);
         kws_metrics_db_error(req);
         return kws_send_error(req, 503, "unavailable", "the database cannot be used");
     default:

@@ -24,8 +24,10 @@
 typedef struct pg_store {
     kw_store base;
     PGconn *conn;
-    char *url;     /* for another connection (reopen); may hold a password: never printed */
-    int listening; /* LISTEN sent on this connection (wait_change) */
+    char *url;           /* for another connection (reopen); may hold a password: never printed */
+    int listening;       /* LISTEN sent on this connection (wait_change) */
+    int resetting;       /* a reconnection under way (PQresetStart) */
+    int64_t reset_at_ms; /* when the last one began (monotonic) */
 } pg_store;
 
 #define PG_PARAMS_MAX 32

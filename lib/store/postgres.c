@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* What every commit notifies, and wait_change listens to. */
 #define CHANNEL "keyward_changes"
@@ -188,23 +189,59 @@ static kw_rc fail(pg_store *s, const PGresult *r)
     return KW_ERR_STORAGE;
 }
 
-/* After a failed statement: if the connection itself is gone (PostgreSQL
- * restarted, the network cut), open it again, so that the next statement
- * has one. The failed one is not run again: it may have taken effect (a
- * spend) before its answer was lost. Work of an open transaction is lost
- * with the connection; its commit fails. */
-static void reconnect_if_lost(pg_store *s)
+static int64_t mono_ms(void)
 {
-    if (PQstatus(s->conn) == CONNECTION_BAD)
-        PQreset(s->conn);
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether the connection can take a statement now. A lost one (PostgreSQL
+ * restarted, the network cut) is opened again without blocking the caller,
+ * which may be an event loop answering from memory meanwhile: the attempt
+ * (PQresetStart, at most one a second) moves on at each call (PQresetPoll),
+ * and statements fail at once until it is through. A failed statement is
+ * never run again: it may have taken effect (a spend) before its answer was
+ * lost; the work of an open transaction goes with the connection, and its
+ * commit fails. */
+static int usable(pg_store *s)
+{
+    if (s->resetting) {
+        PostgresPollingStatusType st = PQresetPoll(s->conn);
+        if (st == PGRES_POLLING_OK) {
+            s->resetting = 0;
+            s->listening = 0; /* a new session listens to nothing */
+            return 1;
+        }
+        if (st == PGRES_POLLING_FAILED)
+            s->resetting = 0;
+        return 0;
+    }
+    if (PQstatus(s->conn) == CONNECTION_OK)
+        return 1;
+    if (mono_ms() - s->reset_at_ms < 1000)
+        return 0;
+    s->reset_at_ms = mono_ms();
+    s->resetting = PQresetStart(s->conn) == 1;
+    return s->resetting && usable(s);
 }
 
 PGresult *pg_run(pg_store *s, const char *sql, const pg_params *p, kw_rc *rc)
 {
+    PGresult *r;
+    ExecStatusType st;
+
+    if (!usable(s)) {
+        snprintf(s->base.errmsg, sizeof(s->base.errmsg),
+                 "postgres: the connection is lost (opening it again)");
+        *rc = KW_ERR_STORAGE;
+        return NULL;
+    }
     /* Without parameters, PQexec: it takes several statements (the schema). */
-    PGresult *r = p == NULL ? PQexec(s->conn, sql)
-                            : PQexecParams(s->conn, sql, p->n, NULL, p->v, p->len, p->fmt, 0);
-    ExecStatusType st = PQresultStatus(r);
+    r = p == NULL ? PQexec(s->conn, sql)
+                  : PQexecParams(s->conn, sql, p->n, NULL, p->v, p->len, p->fmt, 0);
+    st = PQresultStatus(r);
 
     if (r != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
         *rc = KW_OK;
@@ -212,7 +249,6 @@ PGresult *pg_run(pg_store *s, const char *sql, const pg_params *p, kw_rc *rc)
     }
     *rc = fail(s, r);
     PQclear(r);
-    reconnect_if_lost(s);
     return NULL;
 }
 
@@ -361,9 +397,9 @@ static void pg_rollback(kw_store *base)
 {
     pg_store *s = (pg_store *)base;
 
-    if (PQstatus(s->conn) != CONNECTION_OK)
-        PQreset(s->conn); /* the transaction went with the connection */
-    else if (PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+    /* A lost connection took its transaction with it (usable() opens it again). */
+    if (PQstatus(s->conn) == CONNECTION_OK && !s->resetting &&
+        PQtransactionStatus(s->conn) != PQTRANS_IDLE)
         (void)pg_exec(s, "ROLLBACK", NULL, NULL);
 }
 
@@ -415,13 +451,9 @@ static kw_rc pg_wait_change(kw_store *base, int timeout_ms)
     PGnotify *n;
     int got;
 
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        PQreset(s->conn); /* and LISTEN again: a new session listens to nothing */
-        s->listening = 0;
-        if (PQstatus(s->conn) != CONNECTION_OK) {
-            snprintf(base->errmsg, sizeof(base->errmsg), "postgres: the connection is lost");
-            return KW_ERR_STORAGE;
-        }
+    if (!usable(s)) {
+        snprintf(base->errmsg, sizeof(base->errmsg), "postgres: the connection is lost");
+        return KW_ERR_STORAGE;
     }
     if (!s->listening) {
         kw_rc rc = pg_exec(s, "LISTEN " CHANNEL, NULL, NULL);
@@ -442,9 +474,7 @@ static kw_rc pg_wait_change(kw_store *base, int timeout_ms)
         return KW_OK; /* interrupted: the caller follows now, as after a wait */
     if (pfd.revents != 0 && !PQconsumeInput(s->conn)) {
         snprintf(base->errmsg, sizeof(base->errmsg), "postgres: the connection is lost");
-        s->listening = 0;
-        PQreset(s->conn);
-        return KW_ERR_STORAGE;
+        return KW_ERR_STORAGE; /* usable() opens it again, and LISTEN follows */
     }
     while ((n = PQnotifies(s->conn)) != NULL)
         PQfreemem(n);

@@ -255,6 +255,10 @@ class PostgresNodes(unittest.TestCase):
                               {"owner": "acme", "name": "outage"})
         self.assertEqual(status, 201, out)
         key = json.loads(out)["key"]
+        status, out = request(node.port, "POST", "/v1/keys", admin,
+                              {"owner": "acme", "name": "credits", "credits": 1000})
+        self.assertEqual(status, 201, out)
+        credit_key = json.loads(out)["key"]
         # A key of the right shape that the database never held.
         head = "kw_live_" + "Z" * 12 + "q" * 32
         unknown = head + kwtest.check_of(head)
@@ -277,9 +281,12 @@ class PostgresNodes(unittest.TestCase):
         try:
             time.sleep(0.3)
             self.pg("pause")
-            # Within the grace: the held key verifies, the unknown one not.
+            # Within the grace: the held key verifies, the unknown one not;
+            # one with credits cannot be spent exactly: 503, never 200.
             self.assertEqual(request(node.port, "GET", "/v1/auth", key)[0], 200)
             self.assertEqual(request(node.port, "GET", "/v1/auth", unknown)[0], 401)
+            for _ in range(20):
+                self.assertEqual(request(node.port, "GET", "/v1/auth", credit_key)[0], 503)
             self.wait_for("/readyz still ready with the database down",
                           lambda: request(node.port, "GET", "/readyz")[0] == 503, 5)
             # Past the grace: refused with 503 (it may have missed a revocation).
@@ -290,6 +297,8 @@ class PostgresNodes(unittest.TestCase):
                           lambda: request(node.port, "GET", "/readyz")[0] == 200, 20)
             self.wait_for("never verified again",
                           lambda: request(node.port, "GET", "/v1/auth", key)[0] == 200, 10)
+            self.wait_for("credits never spent again",
+                          lambda: request(node.port, "GET", "/v1/auth", credit_key)[0] == 200, 10)
             # Writes work again too (the committer's connection came back).
             self.wait_for("cannot create keys again",
                           lambda: request(node.port, "POST", "/v1/keys", admin,
