@@ -186,7 +186,7 @@ static void *sync_main(void *arg)
     char err[256] = "";
     kw_open_opts oo = {.create = 0, .err = err, .err_len = sizeof(err)};
     kw_ctx *ctx = NULL;
-    int failing = 0, ckpt_failing = 0;
+    int failing = 0, ckpt_failing = 0, wait_failing = 0;
 
     if (kw_open(&ctx, cfg->db_url, cfg->pepper, &oo) != KW_OK) {
         fprintf(stderr, "keyward serve: the index writer cannot open the database: %s\n", err);
@@ -222,9 +222,10 @@ static void *sync_main(void *arg)
             uint64_t t0 = kws_clock_us(), spent;
 
             rc = kw_wait_change(ctx, cfg->sync_ms);
-            if (rc != KW_OK && !failing)
+            if (rc != KW_OK && !wait_failing)
                 fprintf(stderr, "keyward serve: waiting for changes failed (will retry): %s\n",
                         kw_errmsg(ctx));
+            wait_failing = rc != KW_OK;
             spent = kws_clock_us() - t0;
             if (rc != KW_OK && spent < (uint64_t)cfg->sync_ms * 1000)
                 usleep((useconds_t)((uint64_t)cfg->sync_ms * 1000 - spent));
