@@ -176,11 +176,13 @@ int kwc_open(kwc_global *g, kw_ctx **out)
         return EXIT_CONFIG;
     }
     rc = kw_pepper_load(&pepper, g->pepper_file);
-    if (rc == KW_ERR_PEPPER && g->pepper_file == NULL) {
-        fprintf(stderr,
-                "%s: %s: a PostgreSQL database has no default pepper file: set "
-                "KEYWARD_PEPPER_FILE (or KEYWARD_PEPPER), the same pepper on every node\n",
-                g->name, kw_strerror(rc));
+    if (rc != KW_OK && g->pepper_file == NULL) {
+        const char *env = getenv("KEYWARD_PEPPER");
+        fprintf(stderr, "%s: %s: %s\n", g->name, kw_strerror(rc),
+                env != NULL && env[0] != '\0'
+                    ? "KEYWARD_PEPPER must be 64 hex characters"
+                    : "a PostgreSQL database has no default pepper file: set "
+                      "KEYWARD_PEPPER_FILE (or KEYWARD_PEPPER), the same pepper on every node");
         return kwc_exit_for(rc);
     }
     if (rc == KW_ERR_PEPPER && getenv("KEYWARD_PEPPER") == NULL && stat(g->pepper_file, &st) == 0 &&
