@@ -56,10 +56,19 @@ PGresult *pg_run(pg_store *s, const char *sql, const pg_params *p, kw_rc *rc);
  * the number of rows it inserted, updated or deleted. */
 kw_rc pg_exec(pg_store *s, const char *sql, const pg_params *p, int64_t *changed);
 
+/* Out of memory: the message, and KW_ERR_NOMEM. */
+kw_rc pg_nomem(pg_store *s);
+/* An array of `size`-byte elements, zeroed, for the rows of r: *out NULL
+ * and *n 0 when there are none. KW_ERR_NOMEM (message set). */
+kw_rc pg_rows_alloc(pg_store *s, const PGresult *r, size_t size, void **out, size_t *n);
+
 /* A result column, text format. */
 int pg_is_null(const PGresult *r, int row, int col);
 int64_t pg_get_int(const PGresult *r, int row, int col);      /* NULL: 0 */
 const char *pg_get_text(const PGresult *r, int row, int col); /* NULL: "" */
+/* A text column copied into dst: 1, or 0 (dst untouched) if it is NULL or
+ * does not fit in cap bytes with its NUL. */
+int pg_get_text_into(const PGresult *r, int row, int col, char *dst, size_t cap);
 /* PostgreSQL's hex form of a bytea ("\x", then two hex digits a byte;
  * tlen bytes, no NUL needed) into buf: the length, or -1 if not that form
  * or longer than cap. Fuzzed: tests/fuzz/fuzz_pg_hex.c. */

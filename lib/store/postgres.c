@@ -267,6 +267,25 @@ kw_rc pg_exec(pg_store *s, const char *sql, const pg_params *p, int64_t *changed
     return KW_OK;
 }
 
+kw_rc pg_nomem(pg_store *s)
+{
+    snprintf(s->base.errmsg, sizeof(s->base.errmsg), "postgres: out of memory");
+    return KW_ERR_NOMEM;
+}
+
+kw_rc pg_rows_alloc(pg_store *s, const PGresult *r, size_t size, void **out, size_t *n)
+{
+    int rows = PQntuples(r);
+
+    *out = NULL;
+    *n = rows > 0 ? (size_t)rows : 0;
+    if (*n > 0 && (*out = calloc(*n, size)) == NULL) {
+        *n = 0;
+        return pg_nomem(s);
+    }
+    return KW_OK;
+}
+
 int pg_is_null(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col);
@@ -280,6 +299,16 @@ int64_t pg_get_int(const PGresult *r, int row, int col)
 const char *pg_get_text(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
+}
+
+int pg_get_text_into(const PGresult *r, int row, int col, char *dst, size_t cap)
+{
+    size_t n = (size_t)PQgetlength(r, row, col);
+
+    if (PQgetisnull(r, row, col) || n >= cap)
+        return 0;
+    memcpy(dst, PQgetvalue(r, row, col), n + 1);
+    return 1;
 }
 
 static int hexval(char c)

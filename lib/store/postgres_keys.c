@@ -208,7 +208,7 @@ static kw_rc write_row(pg_store *s, const char *sql, const kw_key_row *row, int 
     kw_rc rc;
 
     if (scopes == NULL)
-        return set_err(s, KW_ERR_NOMEM, "out of memory");
+        return pg_nomem(s);
     params_row(&p, row, scopes);
     rc = pg_exec(s, sql, &p, &changed);
     free(scopes);
@@ -240,7 +240,7 @@ static kw_rc fetch_one(pg_store *s, const char *sql, const pg_params *p, kw_key_
     if (PQntuples(r) == 0)
         rc = set_err(s, KW_ERR_NOT_FOUND, "no such key");
     else if ((rc = read_row(r, 0, out)) != KW_OK)
-        set_err(s, rc, "out of memory");
+        rc = pg_nomem(s); /* read_row fails only so */
     PQclear(r);
     return rc;
 }
@@ -335,7 +335,7 @@ kw_rc pg_key_list(kw_store *base, const kw_key_filter *f, kw_key_record **out, s
     recs = calloc(rows > 0 ? rows : 1, sizeof(*recs));
     if (recs == NULL) {
         PQclear(r);
-        return set_err(s, KW_ERR_NOMEM, "out of memory");
+        return pg_nomem(s);
     }
     for (; count < rows; count++) {
         kw_key_row row;
@@ -346,7 +346,7 @@ kw_rc pg_key_list(kw_store *base, const kw_key_filter *f, kw_key_record **out, s
     PQclear(r);
     if (rc != KW_OK) {
         kw_key_records_free(recs, count);
-        return set_err(s, rc, "out of memory");
+        return pg_nomem(s); /* read_row fails only so */
     }
     *out = recs;
     *n = count;
@@ -427,7 +427,7 @@ kw_rc pg_key_scan(kw_store *base, int64_t *cursor, int64_t end, size_t limit,
 
     *n = 0;
     if ((sc = malloc(sizeof(*sc))) == NULL)
-        return set_err(s, KW_ERR_NOMEM, "out of memory");
+        return pg_nomem(s);
     pg_params_init(&p);
     pg_int(&p, *cursor);
     pg_int(&p, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);

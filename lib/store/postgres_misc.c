@@ -24,23 +24,6 @@
 
 #define AUDIT_COLS "seq, at, actor, action, target, client, result, detail, mac"
 
-static kw_rc no_memory(kw_store *s)
-{
-    snprintf(s->errmsg, sizeof(s->errmsg), "postgres: out of memory");
-    return KW_ERR_NOMEM;
-}
-
-/* Copy a text column into a fixed buffer; 0 if it is NULL or does not fit. */
-static int col_into(const PGresult *r, int row, int col, char *dst, size_t cap)
-{
-    size_t n = (size_t)PQgetlength(r, row, col);
-
-    if (PQgetisnull(r, row, col) || n >= cap)
-        return 0;
-    memcpy(dst, PQgetvalue(r, row, col), n + 1);
-    return 1;
-}
-
 /* ---- usage ------------------------------------------------------------------- */
 
 kw_rc pg_usage_add(kw_store *s, const char *id, int64_t bucket, int code, int64_t n)
@@ -66,7 +49,7 @@ kw_rc pg_usage_list(kw_store *s, const char *id, int64_t from, int64_t to, kw_us
     pg_params p;
     PGresult *r;
     kw_rc rc;
-    int count;
+    size_t count;
 
     pg_params_init(&p);
     pg_text(&p, id);
@@ -78,19 +61,18 @@ kw_rc pg_usage_list(kw_store *s, const char *id, int64_t from, int64_t to, kw_us
                &p, &rc);
     if (r == NULL)
         return rc;
-    count = PQntuples(r);
-    if (count > 0 && (rows = calloc((size_t)count, sizeof(*rows))) == NULL) {
+    if ((rc = pg_rows_alloc((pg_store *)s, r, sizeof(*rows), (void **)&rows, &count)) != KW_OK) {
         PQclear(r);
-        return no_memory(s);
+        return rc;
     }
-    for (int i = 0; i < count; i++) {
-        rows[i].bucket = pg_get_int(r, i, 0);
-        rows[i].code = (int)pg_get_int(r, i, 1);
-        rows[i].count = pg_get_int(r, i, 2);
+    for (size_t i = 0; i < count; i++) {
+        rows[i].bucket = pg_get_int(r, (int)i, 0);
+        rows[i].code = (int)pg_get_int(r, (int)i, 1);
+        rows[i].count = pg_get_int(r, (int)i, 2);
     }
     PQclear(r);
     *out = rows;
-    *n = (size_t)count;
+    *n = count;
     return KW_OK;
 }
 
@@ -167,13 +149,13 @@ kw_rc pg_audit_list(kw_store *s, const kw_audit_filter *f, kw_audit_row **out, s
     /* Never NULL on success, even with no rows (as on SQLite). */
     if ((rows = calloc(count > 0 ? (size_t)count : 1, sizeof(*rows))) == NULL) {
         PQclear(r);
-        return no_memory(s);
+        return pg_nomem((pg_store *)s);
     }
     for (int i = 0; i < count; i++) {
         if (read_audit(r, i, &rows[i]) != KW_OK) {
             kwi_audit_rows_free(rows, (size_t)i); /* row i freed itself */
             PQclear(r);
-            return no_memory(s);
+            return pg_nomem((pg_store *)s);
         }
     }
     PQclear(r);
@@ -222,8 +204,8 @@ static int read_signing_key(const PGresult *r, int i, kwi_signing_key_row *k)
     k->kid = (uint32_t)pg_get_int(r, i, 0);
     k->created_at = pg_get_int(r, i, 3);
     k->retired_at = pg_get_int(r, i, 4);
-    if (!col_into(r, i, 1, k->kind, sizeof(k->kind)) ||
-        !col_into(r, i, 2, k->state, sizeof(k->state)))
+    if (!pg_get_text_into(r, i, 1, k->kind, sizeof(k->kind)) ||
+        !pg_get_text_into(r, i, 2, k->state, sizeof(k->state)))
         return 0;
     if ((sealed_len = pg_get_bytea(r, i, 5, k->sealed, sizeof(k->sealed))) < 0)
         return 0;
@@ -241,8 +223,8 @@ kw_rc pg_signing_key_list(kw_store *s, kwi_signing_key_row **out, size_t *n)
 {
     kwi_signing_key_row *rows = NULL;
     PGresult *r;
+    size_t count;
     kw_rc rc;
-    int count;
 
     r = pg_run((pg_store *)s,
                "SELECT kid, kind, state, created_at, retired_at, sealed, public_key "
@@ -250,16 +232,15 @@ kw_rc pg_signing_key_list(kw_store *s, kwi_signing_key_row **out, size_t *n)
                NULL, &rc);
     if (r == NULL)
         return rc;
-    count = PQntuples(r);
-    if (count > 0 && (rows = calloc((size_t)count, sizeof(*rows))) == NULL) {
+    if ((rc = pg_rows_alloc((pg_store *)s, r, sizeof(*rows), (void **)&rows, &count)) != KW_OK) {
         PQclear(r);
-        return no_memory(s);
+        return rc;
     }
-    for (int i = 0; i < count; i++) {
-        if (!read_signing_key(r, i, &rows[i])) {
+    for (size_t i = 0; i < count; i++) {
+        if (!read_signing_key(r, (int)i, &rows[i])) {
             snprintf(s->errmsg, sizeof(s->errmsg), "signing key %08x: damaged row",
                      (unsigned)rows[i].kid);
-            sodium_memzero(rows, (size_t)count * sizeof(*rows));
+            sodium_memzero(rows, count * sizeof(*rows));
             free(rows);
             PQclear(r);
             return KW_ERR_STORAGE;
@@ -267,7 +248,7 @@ kw_rc pg_signing_key_list(kw_store *s, kwi_signing_key_row **out, size_t *n)
     }
     PQclear(r);
     *out = rows;
-    *n = (size_t)count;
+    *n = count;
     return KW_OK;
 }
 
@@ -321,9 +302,9 @@ kw_rc pg_token_revoked(kw_store *s, int64_t after, char (**out)[KW_ID_LEN + 1], 
     char(*ids)[KW_ID_LEN + 1] = NULL;
     size_t count = 0;
     pg_params p;
+    size_t rows;
     PGresult *r;
     kw_rc rc;
-    int rows;
 
     *last = after;
     pg_params_init(&p);
@@ -332,14 +313,13 @@ kw_rc pg_token_revoked(kw_store *s, int64_t after, char (**out)[KW_ID_LEN + 1], 
                &p, &rc);
     if (r == NULL)
         return rc;
-    rows = PQntuples(r);
-    if (rows > 0 && (ids = malloc((size_t)rows * sizeof(*ids))) == NULL) {
+    if ((rc = pg_rows_alloc((pg_store *)s, r, sizeof(*ids), (void **)&ids, &rows)) != KW_OK) {
         PQclear(r);
-        return no_memory(s);
+        return rc;
     }
-    for (int i = 0; i < rows; i++) {
-        *last = pg_get_int(r, i, 0);
-        if (col_into(r, i, 1, ids[count], sizeof(ids[count])))
+    for (size_t i = 0; i < rows; i++) {
+        *last = pg_get_int(r, (int)i, 0);
+        if (pg_get_text_into(r, (int)i, 1, ids[count], sizeof(ids[count])))
             count++; /* else not an id: it cannot match one */
     }
     PQclear(r);

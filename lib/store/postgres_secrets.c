@@ -14,21 +14,10 @@
 
 #define HEAD_COLS "path, current, created_at, updated_at, deleted_at, keep"
 
-/* Copy a text column into a fixed buffer (left as it was if it does not fit
- * or is NULL, as sqlite.c's col_into). */
-static void text_into(const PGresult *r, int row, int col, char *dst, size_t cap)
-{
-    size_t n = (size_t)PQgetlength(r, row, col);
-
-    if (pg_is_null(r, row, col) || n >= cap)
-        return;
-    memcpy(dst, PQgetvalue(r, row, col), n + 1);
-}
-
 static void head_of(const PGresult *r, int row, kwi_secret_head *h)
 {
     memset(h, 0, sizeof(*h));
-    text_into(r, row, 0, h->path, sizeof(h->path));
+    (void)pg_get_text_into(r, row, 0, h->path, sizeof(h->path));
     h->current = pg_get_int(r, row, 1);
     h->created_at = pg_get_int(r, row, 2);
     h->updated_at = pg_get_int(r, row, 3);
@@ -59,20 +48,6 @@ static int wrapped_of(const PGresult *r, int row, int col, kwi_secret_version *v
         return 0;
     v->wrapped_len = (size_t)n;
     return 1;
-}
-
-/* An array of `size`-byte elements for the rows of r (NULL for none). */
-static kw_rc rows_alloc(pg_store *s, const PGresult *r, size_t size, void **out, size_t *n)
-{
-    int rows = PQntuples(r);
-
-    *out = NULL;
-    *n = rows > 0 ? (size_t)rows : 0;
-    if (*n > 0 && (*out = calloc(*n, size)) == NULL) {
-        snprintf(s->base.errmsg, sizeof(s->base.errmsg), "out of memory");
-        return KW_ERR_NOMEM;
-    }
-    return KW_OK;
 }
 
 kw_rc pg_secret_head(kw_store *base, const char *path, kwi_secret_head *out)
@@ -134,7 +109,7 @@ kw_rc pg_secret_list(kw_store *base, const char *prefix, kwi_secret_head **out, 
                &p, &rc);
     if (r == NULL)
         return rc;
-    if ((rc = rows_alloc(s, r, sizeof(*h), (void **)&h, &count)) == KW_OK) {
+    if ((rc = pg_rows_alloc(s, r, sizeof(*h), (void **)&h, &count)) == KW_OK) {
         for (size_t i = 0; i < count; i++)
             head_of(r, (int)i, &h[i]);
         *out = h;
@@ -199,8 +174,8 @@ kw_rc pg_secret_version_get(kw_store *base, const char *path, int64_t version,
         sodium_memzero(PQgetvalue(r, 0, 5), (size_t)PQgetlength(r, 0, 5));
     PQclear(r);
     if (rc == KW_ERR_NOMEM)
-        snprintf(base->errmsg, sizeof(base->errmsg), "out of memory");
-    else if (rc != KW_OK)
+        return pg_nomem(s);
+    if (rc != KW_OK)
         snprintf(base->errmsg, sizeof(base->errmsg), "secret %s: damaged row", path);
     return rc;
 }
@@ -222,7 +197,7 @@ kw_rc pg_secret_versions(kw_store *base, const char *path, kwi_secret_version **
                &p, &rc);
     if (r == NULL)
         return rc;
-    if ((rc = rows_alloc(s, r, sizeof(*v), (void **)&v, &count)) == KW_OK) {
+    if ((rc = pg_rows_alloc(s, r, sizeof(*v), (void **)&v, &count)) == KW_OK) {
         for (size_t i = 0; i < count; i++)
             version_of(r, (int)i, 0, &v[i]);
         *out = v;
@@ -281,11 +256,11 @@ kw_rc pg_secret_wrapped_all(kw_store *base, kwi_secret_head **paths, kwi_secret_
                NULL, &rc);
     if (r == NULL)
         return rc;
-    rc = rows_alloc(s, r, sizeof(*v), (void **)&v, &count);
+    rc = pg_rows_alloc(s, r, sizeof(*v), (void **)&v, &count);
     if (rc == KW_OK)
-        rc = rows_alloc(s, r, sizeof(*h), (void **)&h, &count);
+        rc = pg_rows_alloc(s, r, sizeof(*h), (void **)&h, &count);
     for (size_t i = 0; rc == KW_OK && i < count; i++) {
-        text_into(r, (int)i, 0, h[i].path, sizeof(h[i].path));
+        (void)pg_get_text_into(r, (int)i, 0, h[i].path, sizeof(h[i].path));
         version_of(r, (int)i, 1, &v[i]);
         if (!wrapped_of(r, (int)i, 5, &v[i])) {
             snprintf(base->errmsg, sizeof(base->errmsg), "secret %.200s: damaged row", h[i].path);
