@@ -91,7 +91,8 @@ KW_API kw_rc kw_checkpoint(kw_ctx *ctx, int64_t *log_frames, int64_t *copied) KW
 
 /**
  * Wait up to timeout_ms for a change committed through another connection
- * (PostgreSQL: a NOTIFY that every commit sends; others: just sleep). A hint
+ * (PostgreSQL: a NOTIFY that every commit of an audited change sends;
+ * others: just sleep). A hint
  * for a process that follows changes (kw_index_follow): it may return early
  * for no change, and the changes themselves are read from the audit trail.
  * @return KW_OK, or KW_ERR_STORAGE when the connection failed (it is opened

@@ -26,6 +26,7 @@ typedef struct pg_store {
     PGconn *conn;
     char *url;           /* for another connection (reopen); may hold a password: never printed */
     int listening;       /* LISTEN sent on this connection (wait_change) */
+    int audited;         /* the open transaction appended to the audit trail */
     int resetting;       /* a reconnection under way (PQresetStart) */
     int64_t reset_at_ms; /* when the last one began (monotonic) */
 } pg_store;

@@ -402,11 +402,14 @@ static kw_rc pg_commit(kw_store *base)
 {
     pg_store *s = (pg_store *)base;
     kw_rc rc;
-    /* Every node following changes wakes up (wait_change); PostgreSQL sends
-     * the notification only if the transaction commits. */
-    PGresult *r = pg_run(s, "NOTIFY " CHANNEL "; COMMIT", NULL, &rc);
+    /* A change (it has its audit record) wakes every node following
+     * changes (wait_change), which read them from the audit trail; a commit
+     * without one (usage) has nothing for them. PostgreSQL sends the
+     * notification only if the transaction commits. */
+    PGresult *r = pg_run(s, s->audited ? "NOTIFY " CHANNEL "; COMMIT" : "COMMIT", NULL, &rc);
     int committed;
 
+    s->audited = 0;
     if (r == NULL)
         return rc;
     /* A transaction in which a statement failed answers COMMIT with
@@ -426,6 +429,7 @@ static void pg_rollback(kw_store *base)
 {
     pg_store *s = (pg_store *)base;
 
+    s->audited = 0;
     /* A lost connection took its transaction with it (usable() opens it again). */
     if (PQstatus(s->conn) == CONNECTION_OK && !s->resetting &&
         PQtransactionStatus(s->conn) != PQTRANS_IDLE)

@@ -94,7 +94,8 @@ kw_rc pg_audit_append(kw_store *s, const kw_audit_row *row)
     pg_text(&p, a->detail);
     pg_bytea(&p, row->mac, sizeof(row->mac));
     /* A sequence number taken already fails (KW_ERR_CONFLICT): the chain is
-     * broken, and the caller rolls back. */
+     * broken, and the caller rolls back. The commit notifies (pg_commit). */
+    ((pg_store *)s)->audited = 1;
     return pg_exec((pg_store *)s,
                    "INSERT INTO audit (" AUDIT_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                    &p, NULL);
