@@ -167,18 +167,13 @@ KW_API kw_rc kw_defer_checkpoints(kw_ctx *ctx)
 
 KW_API kw_rc kw_wait_change(kw_ctx *ctx, int timeout_ms)
 {
-    kw_rc rc;
-
     if (ctx->store->ops->wait_change == NULL) {
         struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
         if (timeout_ms > 0)
             nanosleep(&ts, NULL);
         return KW_OK;
     }
-    rc = ctx->store->ops->wait_change(ctx->store, timeout_ms);
-    if (rc != KW_OK)
-        kwi_seterr(ctx, "%s", ctx->store->errmsg);
-    return rc;
+    return kwi_store_rc(ctx, ctx->store->ops->wait_change(ctx->store, timeout_ms));
 }
 
 KW_API kw_rc kw_checkpoint(kw_ctx *ctx, int64_t *log_frames, int64_t *copied)

@@ -1119,13 +1119,8 @@ static int spend_stored(kw_index *idx, kw_ctx *ctx, const char *id, const void *
         if (!pooled)
             break;
     }
-    rc = ctx->store->ops->key_spend(ctx->store, pool, cost, remaining);
-    if (rc == KW_OK)
-        return 1;
-    if (rc == KW_ERR_CONFLICT)
-        return 0;
-    kwi_seterr(ctx, "%s", ctx->store->errmsg);
-    return -1;
+    rc = kwi_store_rc(ctx, ctx->store->ops->key_spend(ctx->store, pool, cost, remaining));
+    return rc == KW_OK ? 1 : rc == KW_ERR_CONFLICT ? 0 : -1;
 }
 
 /* Note a verification of e: its last use and its count. Lock held. */
