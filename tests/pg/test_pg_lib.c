@@ -211,6 +211,21 @@ static void *spend_main(void *arg)
     return NULL;
 }
 
+/* Both spenders at once: between them exactly `credits` successes, some
+ * each, and no answer but VALID or USAGE_EXCEEDED. */
+static void spend_both(spender *sa, spender *sb, int credits)
+{
+    pthread_t ta, tb;
+
+    assert_int_equal(pthread_create(&ta, NULL, spend_main, sa), 0);
+    assert_int_equal(pthread_create(&tb, NULL, spend_main, sb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(sa->other + sb->other, 0);
+    assert_int_equal(sa->valid + sb->valid, credits);
+    assert_true(sa->valid > 0 && sb->valid > 0);
+}
+
 /* A key with N credits, spent from two connections at once: exactly N. */
 static void test_spends_exact_across_connections(void **state)
 {
@@ -220,16 +235,9 @@ static void test_spends_exact_across_connections(void **state)
     kw_key_record rec;
     kw_secret *key = make_key(a, CREDITS, &rec);
     spender sa = {NULL, a, key, TRIES, 0, 0}, sb = {NULL, b, key, TRIES, 0, 0};
-    pthread_t ta, tb;
 
     (void)state;
-    assert_int_equal(pthread_create(&ta, NULL, spend_main, &sa), 0);
-    assert_int_equal(pthread_create(&tb, NULL, spend_main, &sb), 0);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    assert_int_equal(sa.other + sb.other, 0);
-    assert_int_equal(sa.valid + sb.valid, CREDITS);
-    assert_true(sa.valid > 0 && sb.valid > 0);
+    spend_both(&sa, &sb, CREDITS);
     assert_int_equal(verify_db(a, key), KW_USAGE_EXCEEDED);
     kw_key_record_clear(&rec);
     kw_secret_free(key);
@@ -249,20 +257,13 @@ static void test_index_spends_exact_across_nodes(void **state)
     kw_key_record rec, got;
     kw_secret *key = make_key(a, CREDITS, &rec);
     spender sa = {NULL, a, key, TRIES, 0, 0}, sb = {NULL, b, key, TRIES, 0, 0};
-    pthread_t ta, tb;
 
     (void)state;
     assert_int_equal(kw_index_open(&ia, a, 1000), KW_OK);
     assert_int_equal(kw_index_open(&ib, b, 1000), KW_OK);
     sa.idx = ia;
     sb.idx = ib;
-    assert_int_equal(pthread_create(&ta, NULL, spend_main, &sa), 0);
-    assert_int_equal(pthread_create(&tb, NULL, spend_main, &sb), 0);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    assert_int_equal(sa.other + sb.other, 0);
-    assert_int_equal(sa.valid + sb.valid, CREDITS);
-    assert_true(sa.valid > 0 && sb.valid > 0);
+    spend_both(&sa, &sb, CREDITS);
     /* The syncs write nothing more off: storage holds the truth, 0. */
     assert_int_equal(kw_index_sync(ia, a), KW_OK);
     assert_int_equal(kw_index_sync(ib, b), KW_OK);
